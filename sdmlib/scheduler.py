@@ -1,0 +1,223 @@
+"""`SqueezedDDPMScheduler`: diffusers' `DDPMScheduler` with squeezed noise (paper, Appendix A.1).
+
+Why a subclass: the paper keeps the UNet and all training and sampling code standard and "subclasses
+DDPMScheduler, overriding the add-noise and step methods". Doing the same here means every pipeline, training
+script and config tool that accepts a `DDPMScheduler` accepts this one, and with s0 = 0 it *is* a
+`DDPMScheduler`, number for number. The arithmetic lives in `sdmlib.squeeze`; this class only wires it into
+diffusers' contract.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDPMScheduler
+from diffusers.configuration_utils import register_to_config
+from diffusers.schedulers.scheduling_ddpm import DDPMSchedulerOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from .squeeze import SCHEDULE_KINDS, VARIANTS, apply_squeeze, unit_axis
+
+# The config field `squeeze_schedule` shadows the function's name inside __init__.
+from .squeeze import squeeze_schedule as make_squeeze_schedule
+
+RESQUEEZE_MODES = ("previous", "current")
+
+
+class SqueezedDDPMScheduler(DDPMScheduler):
+    """DDPM with noise squeezed along the data's principal axis v̂ (eqs. 2–9).
+
+    Every argument of `DDPMScheduler` is accepted and means the same; the extra ones, all saved by
+    `save_pretrained` and restored by `from_pretrained`, are:
+
+    Args:
+        s0 (`float`, defaults to 0.0):
+            Squeeze strength. s0 > 0 squeezes (less noise along v̂), s0 < 0 anti-squeezes; 0 is plain DDPM.
+        variant (`"sdm"` or `"hdm"`, defaults to `"sdm"`):
+            Eq. (9): SDM scales v̂ alone; HDM also scales v̂⊥ by e^{s/(n−1)} so that det S = 1.
+        squeeze_schedule (`"linear"` or `"constant"`, defaults to `"linear"`):
+            s(t) = s0·β_t/β_max (the paper's), or s0 at every t.
+        principal_axis (`list[float]`, *optional*):
+            v̂, one entry per channel; normalised on construction. Defaults to (1, 1, 1)/√3, the luminance
+            direction that the first principal component of natural RGB images is close to; pass the axis of your
+            data (`sdmlib.principal_axis`).
+        resqueeze (`"previous"` or `"current"`, defaults to `"previous"`):
+            The matrix of the re-squeeze after each reverse step: S_{t−1} as in eq. (7), or S_t as in the
+            authors' public code.
+
+    Timesteps follow diffusers (0 … T−1): the paper's S_t is the squeeze at diffusers timestep t − 1, and
+    "S_{t−1}" in the sampler means the squeeze at the previous timestep of the sampling schedule.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        trained_betas=None,
+        variance_type: str = "fixed_small",
+        clip_sample: bool = True,
+        prediction_type: str = "epsilon",
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        clip_sample_range: float = 1.0,
+        sample_max_value: float = 1.0,
+        timestep_spacing: str = "leading",
+        steps_offset: int = 0,
+        rescale_betas_zero_snr: bool = False,
+        s0: float = 0.0,
+        variant: str = "sdm",
+        squeeze_schedule: str = "linear",
+        principal_axis: list[float] | None = None,
+        resqueeze: str = "previous",
+    ):
+        super().__init__(
+            num_train_timesteps=num_train_timesteps,
+            beta_start=beta_start,
+            beta_end=beta_end,
+            beta_schedule=beta_schedule,
+            trained_betas=trained_betas,
+            variance_type=variance_type,
+            clip_sample=clip_sample,
+            prediction_type=prediction_type,
+            thresholding=thresholding,
+            dynamic_thresholding_ratio=dynamic_thresholding_ratio,
+            clip_sample_range=clip_sample_range,
+            sample_max_value=sample_max_value,
+            timestep_spacing=timestep_spacing,
+            steps_offset=steps_offset,
+            rescale_betas_zero_snr=rescale_betas_zero_snr,
+        )
+        if prediction_type != "epsilon":
+            raise NotImplementedError(
+                f"SqueezedDDPMScheduler supports prediction_type='epsilon' (the paper's, eq. 4) only, "
+                f"got {prediction_type!r}"
+            )
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        if squeeze_schedule not in SCHEDULE_KINDS:
+            raise ValueError(f"squeeze_schedule must be one of {SCHEDULE_KINDS}, got {squeeze_schedule!r}")
+        if resqueeze not in RESQUEEZE_MODES:
+            raise ValueError(f"resqueeze must be one of {RESQUEEZE_MODES}, got {resqueeze!r}")
+        if principal_axis is None:
+            principal_axis = [1.0, 1.0, 1.0]
+        axis = unit_axis(principal_axis, name="principal_axis")
+        if variant == "hdm" and axis.shape[0] < 2:
+            raise ValueError(f"variant='hdm' needs at least 2 channels, got principal_axis of length {axis.shape[0]}")
+
+        # s(t) for every training timestep, float64 on the host; `strengths` is a plain list so that reading one
+        # value in the sampling loop never touches a device.
+        self.squeeze_strengths = make_squeeze_schedule(s0, self.betas, squeeze_schedule)
+        self._strengths = self.squeeze_strengths.tolist()
+        self.principal_axis = axis
+        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        # The config keeps what was given; record the normalised axis and s0 as a float so the JSON is canonical.
+        self.register_to_config(s0=float(s0), principal_axis=axis.tolist())
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def _axis_and_strengths_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """v̂ and s(t) moved to `device` once and cached, like the parent caches `alphas_cumprod`."""
+        if device not in self._on_device:
+            dtype = torch.float32 if device.type == "mps" else torch.float64
+            self._on_device[device] = (
+                self.principal_axis.to(device=device, dtype=dtype),
+                self.squeeze_strengths.to(device=device, dtype=dtype),
+            )
+        return self._on_device[device]
+
+    def strength_at(self, timestep: int | torch.Tensor) -> float:
+        """s(t) at one timestep, as a host float; 0 (the identity squeeze) for t < 0, past the last step."""
+        index = int(timestep)
+        return self._strengths[index] if index >= 0 else 0.0
+
+    def _squeeze(self, x: torch.Tensor, s, inverse: bool = False) -> torch.Tensor:
+        axis, _ = self._axis_and_strengths_on(x.device)
+        return apply_squeeze(x, axis, s, self.config.variant, inverse=inverse)
+
+    # -- training: eqs. (3)–(4) --------------------------------------------------------------------------------
+
+    def squeeze_noise(self, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """Eq. (4)'s target ε^sq = S_t ε, with S_t at each sample's own timestep. noise: (B, n, H, W)."""
+        _, strengths = self._axis_and_strengths_on(noise.device)
+        s = strengths[timesteps.to(noise.device)]  # (B,) or ()
+        return self._squeeze(noise, s)
+
+    def add_noise(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor
+    ) -> torch.Tensor:
+        """x_t = √ᾱ_t x_0 + √(1−ᾱ_t) S_t ε, S_t at each sample's own t (diffusers' contract: returns x_t only).
+
+        This is the marginal the authors' code trains on; eq. (3)'s exact marginal has covariance Σ_t instead
+        of (1−ᾱ_t) S_t², and the derivation notebook `01_forward_marginal` measures how far apart they are.
+        """
+        return super().add_noise(original_samples, self.squeeze_noise(noise, timesteps), timesteps)
+
+    # -- sampling: eqs. (5)–(7) --------------------------------------------------------------------------------
+
+    def initial_noise(
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """S_T ε, the squeezed starting point of sampling, S_T at the first timestep of the current schedule.
+
+        ε is drawn exactly as diffusers' `DDPMPipeline` draws its starting noise, so with s0 = 0 the two agree.
+        """
+        device = torch.device(device) if device is not None else None
+        noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        return self._squeeze(noise, self.strength_at(self.timesteps[0]))
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+    ) -> DDPMSchedulerOutput | tuple:
+        """One reverse step: whiten (eq. 5), DDPM posterior step (eq. 6), re-squeeze (eq. 7).
+
+        Args:
+            model_output: ε̂^sq, the network's prediction of the squeezed noise S_t ε, (B, n, H, W)
+                (or (B, 2n, H, W) with a learned variance, whose second half is passed through untouched).
+            timestep: the current timestep t of the sampling schedule.
+            sample: x_t^sq, (B, n, H, W).
+            generator: for the posterior noise z of eq. (6).
+            return_dict: return a `DDPMSchedulerOutput` rather than a tuple.
+
+        Returns:
+            `prev_sample` x_{t−1}^sq and `pred_original_sample` x̂_0, both in data coordinates.
+
+        With `clip_sample=True`, diffusers clips the prediction of the *whitened* chain, S_t⁻¹x̂_0, to the clip
+        range; near t = 0, where clipping acts, s(t) → 0 under the linear schedule and the two boxes coincide.
+        """
+        t = timestep
+        s_t = self.strength_at(t)
+        s_next = s_t if self.config.resqueeze == "current" else self.strength_at(self.previous_timestep(t))
+
+        # 1. Eq. (5): whiten the state and the predicted noise, x̃_t = S_t⁻¹ x_t, ε̃ = S_t⁻¹ ε̂^sq.
+        n = sample.shape[1]
+        sample_white = self._squeeze(sample, s_t, inverse=True)
+        if model_output.shape[1] == 2 * n and self.variance_type in ("learned", "learned_range"):
+            eps, predicted_variance = model_output.split(n, dim=1)
+            eps_white = torch.cat([self._squeeze(eps, s_t, inverse=True), predicted_variance], dim=1)
+        else:
+            eps_white = self._squeeze(model_output, s_t, inverse=True)
+
+        # 2. Eq. (6): the DDPM posterior step of Ho et al. in whitened coordinates, the parent's own code.
+        white = super().step(eps_white, t, sample_white, generator=generator, return_dict=True)
+
+        # 3. Eq. (7): re-squeeze, x_{t−1}^sq = S_{t−1} x̃_{t−1} (S_t with resqueeze="current"). At the last step
+        #    S_{t−1} is the identity, so the sampler ends in data space.
+        prev_sample = self._squeeze(white.prev_sample, s_next)
+
+        # 4. The whitened chain's clean signal is S_t⁻¹ x_0 (from x̃_t = √ᾱ_t S_t⁻¹ x_0 + √(1−ᾱ_t) ε): map back.
+        pred_original_sample = self._squeeze(white.pred_original_sample, s_t)
+
+        if not return_dict:
+            return (prev_sample, pred_original_sample)
+        return DDPMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
