@@ -10,6 +10,8 @@ OUT := outputs
 DERIVATIONS := $(sort $(wildcard notebooks/0*_*.py))
 EXECUTED := $(patsubst notebooks/%.py,%.ipynb,$(DERIVATIONS))
 
+DEMO_RUN := $(OUT)/runs/quick-s0_-0.3
+
 .PHONY: demo test install derivations sync clean
 
 install: $(STAMP)
@@ -29,11 +31,16 @@ derivations: $(STAMP)
 	    -p output_dir ../$(OUT)/derivations || exit 1; \
 	done
 
-demo: derivations
+# The main job on the offline CPU profile: train, sample and evaluate one SDM (s0 = -0.3) on packaged photographs.
+# Running it again resumes an interrupted run and skips finished work.
+demo: $(STAMP)
+	mkdir -p $(OUT)/demo
+	$(BIN)/papermill --cwd notebooks --log-level WARNING notebooks/train.ipynb $(OUT)/demo/train-quick.ipynb \
+	  -f params/quick.yaml -p s0 -0.3 -p output_dir $(DEMO_RUN)
 	@echo
-	@echo "Done. Executed notebooks, figures and numbers are in $(OUT)/derivations/:"
-	@ls -1 $(OUT)/derivations
-	@echo "Open them with: $(BIN)/jupyter lab $(OUT)/derivations"
+	@echo "Done. The executed notebook:   $(OUT)/demo/train-quick.ipynb"
+	@echo "      sample grid and metrics: $(DEMO_RUN)/samples_grid.png, $(DEMO_RUN)/metrics.json"
+	@echo "      the derivations:         make derivations (results in $(OUT)/derivations/)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests/
@@ -41,7 +48,7 @@ test: $(STAMP)
 
 # After editing a notebook's .py source: regenerate its .ipynb (without outputs) from it.
 sync: $(STAMP)
-	$(BIN)/jupytext --sync $(DERIVATIONS)
+	$(BIN)/jupytext --sync notebooks/*.py
 
 clean:
-	rm -rf $(OUT)/derivations
+	rm -rf $(OUT)/derivations $(OUT)/demo $(DEMO_RUN)

@@ -1,8 +1,13 @@
 """sdmlib: Squeezed Diffusion Models (Singh, Khanna, Burgess 2025) as a small tested library.
 
-Layers, by file: `squeeze` (eqs. 3, 9, 11, 12: pure torch), `pca` (the principal axis v̂), `scheduler`
-(`SqueezedDDPMScheduler`, the diffusers subclass of Appendix A.1), `gaussian` (closed-form references for Gaussian
-data, used by the derivation notebooks and tests), `figures` (plots).
+Layers, by file:
+- math (torch only): `squeeze` (eqs. 3, 9, 11, 12), `pca` (the principal axis v̂), `gaussian` (closed-form
+  references for Gaussian data), `drift_study` (the exact moments of the sampler, notebook 03);
+- diffusers: `scheduler` (`SqueezedDDPMScheduler`, the subclass of Appendix A.1), `models` (UNet2DModel),
+  `pipeline` (`SqueezedDDPMPipeline`);
+- I/O and runs: `io` (atomic writes), `data` (datasets), `metrics` (FID/IS/PR through torch-fidelity, PCA Fréchet
+  distance), `config` (`TrainConfig`), `train` (training with accelerate), `evaluate` (sampling and metrics.json);
+- `figures` (plots).
 """
 
 from .pca import PrincipalAxis, principal_axis

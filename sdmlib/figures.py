@@ -8,13 +8,10 @@ parameter and no theme.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -23,6 +20,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
+from .io import save_json, write_atomically  # noqa: F401  (save_json is part of this module's API)
 from .squeeze import MarginalVariances
 
 _STYLE = "whitegrid"
@@ -43,31 +41,9 @@ def _s0_colours(s0_values) -> dict[float, tuple]:
 # Output files.
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Write through a temporary file in the target's directory, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; outputs are meant to be read by others
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def save_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write `obj` (plain dicts, lists, str, int, float; no tensors, no NaN) as indented JSON to `path`, atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    _write_atomically(Path(path), lambda file: file.write(text.encode()))
-    return Path(path)
-
-
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
     """Save `fig` as a PNG at `path`, atomically, cropped to its content."""
-    _write_atomically(Path(path), lambda file: fig.savefig(file, format="png", dpi=dpi, bbox_inches="tight"))
+    write_atomically(Path(path), lambda file: fig.savefig(file, format="png", dpi=dpi, bbox_inches="tight"))
     return Path(path)
 
 
@@ -134,7 +110,13 @@ def plot_squeeze_illustration(
             ax.plot([], [], color=palette[3], lw=2.2, label=r"$\hat v$ (first principal axis)")
             if s is not None:
                 _noise_ellipse(
-                    ax, centre, noise_covariances[s], num_std, edgecolor="black", lw=1.6, ls="--",
+                    ax,
+                    centre,
+                    noise_covariances[s],
+                    num_std,
+                    edgecolor="black",
+                    lw=1.6,
+                    ls="--",
                     label=rf"{num_std:g}$\sigma$ contour of $\sqrt{{1-\bar\alpha}}\,S\varepsilon$",
                 )
             ax.set_title(title)
@@ -188,8 +170,13 @@ def plot_marginal_std_ratio(
             values = getattr(ratio, field).detach().to("cpu", torch.float64)
             frames.append(
                 pd.DataFrame(
-                    {"t": range(1, len(values) + 1), "ratio": values.numpy(), "s0": s0, "variant": variant,
-                     "direction": field}
+                    {
+                        "t": range(1, len(values) + 1),
+                        "ratio": values.numpy(),
+                        "s0": s0,
+                        "variant": variant,
+                        "direction": field,
+                    }
                 )
             )
     table = pd.concat(frames, ignore_index=True)
@@ -251,5 +238,26 @@ def plot_monte_carlo_z_scores(
             ax.set_ylabel(r"$\max_{ij} |\hat\Sigma_{t,ij} - \Sigma_{t,ij}| \,/\, \mathrm{SE}_{ij}$")
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", frameon=False)
+        fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training runs.
+
+
+def plot_loss_curve(loss_history: Sequence[tuple[int, float]], window: int = 25) -> Figure:
+    """Training loss (eq. 4) against the optimisation step: raw points and a running mean over `window` records."""
+    frame = pd.DataFrame(loss_history, columns=["step", "loss"])
+    frame["running mean"] = frame["loss"].rolling(window, min_periods=1).mean()
+    with sns.axes_style(_STYLE), sns.plotting_context(_CONTEXT):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.plot(frame["step"], frame["loss"], color="0.75", linewidth=0.8, label="loss")
+        ax.plot(frame["step"], frame["running mean"], color="C0", linewidth=2, label=f"running mean ({window})")
+        ax.set_yscale("log")
+        ax.set_xlabel("optimisation step")
+        ax.set_ylabel(r"$\|\varepsilon^{sq} - \hat\varepsilon_\theta\|^2$ (eq. 4)")
+        ax.set_title("Training loss")
+        ax.legend()
         fig.tight_layout()
     return fig

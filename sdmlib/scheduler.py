@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import DDPMScheduler
+from diffusers import SchedulerMixin  # noqa: F401  (see below)
 from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_ddpm import DDPMSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
@@ -21,6 +22,10 @@ from .squeeze import SCHEDULE_KINDS, VARIANTS, apply_squeeze, unit_axis
 from .squeeze import squeeze_schedule as make_squeeze_schedule
 
 RESQUEEZE_MODES = ("previous", "current")
+
+# diffusers' pipeline loader finds a component that it does not ship by importing the module named in
+# model_index.json ("sdmlib.scheduler") and looking there for the base class that says how to load it
+# (SchedulerMixin); the import above is what lets DiffusionPipeline.from_pretrained load this scheduler.
 
 
 class SqueezedDDPMScheduler(DDPMScheduler):
@@ -128,9 +133,16 @@ class SqueezedDDPMScheduler(DDPMScheduler):
         return self._on_device[device]
 
     def strength_at(self, timestep: int | torch.Tensor) -> float:
-        """s(t) at one timestep, as a host float; 0 (the identity squeeze) for t < 0, past the last step."""
+        """s(t) at one timestep, as a host float.
+
+        Past the last step (t < 0, the paper's S_0 in eq. 7) the schedule is read at β = 0: the identity under the
+        linear schedule, so the sampler ends in data space; S(s0) under the constant one, where the whitened chain's
+        clean signal is S(s0)⁻¹x_0 and must be mapped back by S(s0).
+        """
         index = int(timestep)
-        return self._strengths[index] if index >= 0 else 0.0
+        if index >= 0:
+            return self._strengths[index]
+        return 0.0 if self.config.squeeze_schedule == "linear" else float(self.config.s0)
 
     def _squeeze(self, x: torch.Tensor, s, inverse: bool = False) -> torch.Tensor:
         axis, _ = self._axis_and_strengths_on(x.device)
@@ -211,8 +223,8 @@ class SqueezedDDPMScheduler(DDPMScheduler):
         # 2. Eq. (6): the DDPM posterior step of Ho et al. in whitened coordinates, the parent's own code.
         white = super().step(eps_white, t, sample_white, generator=generator, return_dict=True)
 
-        # 3. Eq. (7): re-squeeze, x_{t−1}^sq = S_{t−1} x̃_{t−1} (S_t with resqueeze="current"). At the last step
-        #    S_{t−1} is the identity, so the sampler ends in data space.
+        # 3. Eq. (7): re-squeeze, x_{t−1}^sq = S_{t−1} x̃_{t−1} (S_t with resqueeze="current"). After the last step
+        #    S_{t−1} = S_0: the identity under the linear schedule, so the sampler ends in data space.
         prev_sample = self._squeeze(white.prev_sample, s_next)
 
         # 4. The whitened chain's clean signal is S_t⁻¹ x_0 (from x̃_t = √ᾱ_t S_t⁻¹ x_0 + √(1−ᾱ_t) ε): map back.

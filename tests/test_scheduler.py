@@ -70,18 +70,23 @@ def test_add_noise_and_target_with_explicit_matrices(variant):
         assert_close(noisy[b : b + 1], alpha_bar.sqrt() * x0[b : b + 1] + (1 - alpha_bar).sqrt() * expected_target)
 
 
+@pytest.mark.parametrize("schedule", ["linear", "constant"])
 @pytest.mark.parametrize("resqueeze", ["previous", "current"])
 @pytest.mark.parametrize("variant", ["sdm", "hdm"])
-def test_step_is_whiten_ddpm_resqueeze(resqueeze, variant):
+def test_step_is_whiten_ddpm_resqueeze(resqueeze, variant, schedule):
     """Eqs. (5)–(7) with explicit matrices around a plain DDPMScheduler step, same random numbers."""
     s0 = 0.9
-    squeezed = SqueezedDDPMScheduler(s0=s0, variant=variant, principal_axis=AXIS, resqueeze=resqueeze)
+    squeezed = SqueezedDDPMScheduler(
+        s0=s0, variant=variant, principal_axis=AXIS, resqueeze=resqueeze, squeeze_schedule=schedule
+    )
     plain = DDPMScheduler()
     squeezed.set_timesteps(50)
     plain.set_timesteps(50)
     beta_max = squeezed.betas.max().double()
 
-    def s_of(t):
+    def s_of(t):  # s(t) = s0 β_t/β_max, read at β = 0 past the last step: S_0 = I (linear) or S(s0) (constant)
+        if schedule == "constant":
+            return s0
         return s0 * squeezed.betas[t].double() / beta_max if t >= 0 else 0.0
 
     x = torch.randn(3, 3, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -104,7 +109,7 @@ def test_step_is_whiten_ddpm_resqueeze(resqueeze, variant):
             out.pred_original_sample,
             matmul_channels(squeeze_matrix(AXIS, s_of(t), variant), reference.pred_original_sample),
         )
-        if resqueeze == "previous" and prev_t < 0:  # the last step re-squeezes with I: it ends in data space
+        if resqueeze == "previous" and prev_t < 0 and schedule == "linear":  # re-squeeze with I: ends in data space
             white = [apply_squeeze(a, AXIS, s_of(t), variant, inverse=True) for a in (model_output, x)]
             unsqueezed = plain.step(*white[:1], t, white[1], generator=torch.Generator().manual_seed(i))
             assert torch.equal(out.prev_sample, unsqueezed.prev_sample)
@@ -163,7 +168,8 @@ def test_squeeze_schedule_values():
     assert scheduler.strength_at(999) == pytest.approx(-0.4)
     assert scheduler.strength_at(0) == pytest.approx(-0.4 * 1e-4 / 0.02)
     assert scheduler.strength_at(-1) == 0.0
-    assert SqueezedDDPMScheduler(s0=-0.4, squeeze_schedule="constant").strength_at(0) == pytest.approx(-0.4)
+    constant = SqueezedDDPMScheduler(s0=-0.4, squeeze_schedule="constant")
+    assert constant.strength_at(0) == constant.strength_at(-1) == pytest.approx(-0.4)
     assert scheduler.config.principal_axis == pytest.approx([1 / math.sqrt(3)] * 3)  # luminance default
 
 

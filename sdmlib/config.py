@@ -1,0 +1,235 @@
+"""The typed configuration of a training run: one frozen dataclass, validated once, in one place.
+
+Papermill only warns about unknown parameters and passes any type through; YAML files in `params/` and `-p key value`
+overrides all come through `TrainConfig.from_mapping`, which refuses an unknown key, a wrong type or an impossible
+value with an error that names the key, the value and what is allowed. The resolved config is written next to the
+outputs of every run (`config.json`).
+
+Defaults are the paper's CIFAR-10 run, as the authors' public code sets it (`../shared/paper/SDM.md`, Appendix A).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .data import DATASETS
+from .metrics import METRICS as METRIC_NAMES
+from .scheduler import RESQUEEZE_MODES
+from .squeeze import SCHEDULE_KINDS, VARIANTS
+
+MODEL_SIZES = ("paper", "small", "tiny")
+MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
+
+# Relative paths in a config are relative to the repository root (where pyproject.toml is), so a run means the
+# same whether it is started from the repository root, from notebooks/ (JupyterLab, papermill --cwd) or elsewhere.
+_PACKAGE_PARENT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = _PACKAGE_PARENT if (_PACKAGE_PARENT / "pyproject.toml").is_file() else Path.cwd()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training + sampling + evaluation run. Field comments give units and the paper's value."""
+
+    # data
+    dataset: str = "cifar10"  # one of DATASETS; "photos" is the offline set of crops from packaged photographs
+    data_root: str = "data"  # where datasets live (downloaded there when a network is available)
+    image_size: int = 32  # 32 for CIFAR, 64 for CelebA-64
+    # squeezing (eq. 9 and Section 2)
+    s0: float = 0.0  # squeeze strength; 0 is the DDPM baseline, the paper's best CIFAR-10 value is about -0.4
+    variant: str = "sdm"  # "sdm" or "hdm"
+    squeeze_schedule: str = "linear"  # s(t) = s0 β_t/β_max ("linear", the paper's) or s0 ("constant")
+    resqueeze: str = "previous"  # eq. (7) ("previous") or the authors' code ("current")
+    # diffusion
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.0001
+    beta_end: float = 0.02
+    # model
+    model_size: str = "paper"  # "paper": UNet2D (128, 256, 512, 512) as in the authors' code; "small"/"tiny" for CPU
+    # optimisation (the authors' code)
+    seed: int = 0
+    train_steps: int = 3910  # 10 epochs of CIFAR-10's 391 batches of 128, the authors' setting
+    batch_size: int = 128
+    learning_rate: float = 0.0001
+    adam_beta1: float = 0.95
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 0.000001
+    adam_epsilon: float = 0.00000001
+    lr_warmup_steps: int = 500  # then cosine decay to 0 at train_steps
+    grad_clip: float = 1.0  # max gradient norm
+    ema_decay: float = 0.9999  # EMA with warm-up: decay_k = min(ema_decay, 1 − (1 + k/inv_gamma)^(−power))
+    ema_inv_gamma: float = 1.0
+    ema_power: float = 0.75
+    mixed_precision: str = "auto"  # "auto": fp16 on CUDA, fp32 ("no") on CPU
+    num_workers: int = 4  # DataLoader workers
+    # sampling and evaluation
+    num_inference_steps: int = 50
+    num_eval_samples: int = 10000  # FID-10K
+    eval_batch_size: int = 500
+    metrics: tuple[str, ...] = ("fid", "isc", "prc", "pca_fd")
+    pca_components: int = 64  # dimension of the offline metric's feature space
+    inception_weights: str = ""  # local path to torch-fidelity's Inception weights; "" = its default download
+    vgg_weights: str = ""  # local path to the VGG16 weights precision/recall use; "" = default download
+    num_grid_samples: int = 36  # images in the sample grid (Figure 3 uses 36)
+    grid_seed: int = 1234  # fixed noise for the grid, so runs with different s0 compare image for image
+    # bookkeeping
+    output_dir: str = ""  # the run folder; "" = outputs/runs/<dataset>-<variant>-s0_<s0>-seed<seed>
+    checkpoint_every: int = 500  # optimisation steps between checkpoints
+    log_every: int = 10  # steps between loss records
+
+    # -- construction ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        """Build and validate a config from a mapping (YAML, papermill parameters); unknown keys are errors."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(known)}")
+        hints = typing.get_type_hints(cls)
+        converted = {name: _convert(name, value, hints[name]) for name, value in values.items()}
+        config = cls(**converted)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_namespace(cls, namespace: Mapping[str, Any], names_before: set[str]) -> "TrainConfig":
+        """The config of a papermill notebook: every name defined since `names_before` was taken.
+
+        The notebook records `set(globals())` just before its parameters cell; the names added after it are the
+        parameters cell's and those papermill injected. Taking all of them (not only known fields) is what turns a
+        misspelt `-p` name, which papermill merely warns about, into an error.
+        """
+        values = {k: v for k, v in namespace.items() if k not in names_before and not k.startswith("_")}
+        return cls.from_mapping(values)
+
+    @classmethod
+    def load(cls, *yaml_files: str | Path, **overrides: Any) -> "TrainConfig":
+        """Defaults, updated by each YAML file in turn (yaml.safe_load), then by keyword overrides."""
+        values: dict[str, Any] = {}
+        for path in yaml_files:
+            path = Path(path)
+            if not path.is_absolute() and not path.exists():
+                path = PROJECT_ROOT / path
+            with open(path) as handle:
+                loaded = yaml.safe_load(handle) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: a parameter file must be a mapping of names to values")
+            values.update(loaded)
+        values.update(overrides)
+        return cls.from_mapping(values)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return type(self).from_mapping({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["metrics"] = list(self.metrics)
+        return out
+
+    # -- validation ------------------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        _one_of("dataset", self.dataset, DATASETS)
+        _one_of("variant", self.variant, VARIANTS)
+        _one_of("squeeze_schedule", self.squeeze_schedule, SCHEDULE_KINDS)
+        _one_of("resqueeze", self.resqueeze, RESQUEEZE_MODES)
+        _one_of("model_size", self.model_size, MODEL_SIZES)
+        _one_of("mixed_precision", self.mixed_precision, MIXED_PRECISIONS)
+        for metric in self.metrics:
+            _one_of("metrics", metric, METRIC_NAMES)
+        if not math.isfinite(self.s0):
+            raise ValueError(f"s0 must be a finite number, got {self.s0!r}")
+        for name in (
+            "image_size",
+            "num_train_timesteps",
+            "train_steps",
+            "batch_size",
+            "num_inference_steps",
+            "eval_batch_size",
+            "pca_components",
+            "checkpoint_every",
+            "log_every",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("num_eval_samples", "num_grid_samples", "num_workers", "lr_warmup_steps", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+        if not 0 < self.beta_start < self.beta_end < 1:
+            raise ValueError(
+                f"need 0 < beta_start < beta_end < 1, got beta_start={self.beta_start!r}, beta_end={self.beta_end!r}"
+            )
+        if self.num_inference_steps > self.num_train_timesteps:
+            raise ValueError(
+                f"num_inference_steps must be at most num_train_timesteps={self.num_train_timesteps}, "
+                f"got {self.num_inference_steps}"
+            )
+        for name in ("learning_rate", "adam_epsilon", "grad_clip", "ema_inv_gamma", "ema_power"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        for name in ("adam_beta1", "adam_beta2", "ema_decay"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+        if self.adam_weight_decay < 0:
+            raise ValueError(f"adam_weight_decay must be non-negative, got {self.adam_weight_decay!r}")
+
+    # -- derived values --------------------------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder, absolute; relative paths are taken from the repository root."""
+        name = self.output_dir or f"outputs/runs/{self.dataset}-{self.variant}-s0_{self.s0:g}-seed{self.seed}"
+        return _absolute(name)
+
+    @property
+    def data_dir(self) -> Path:
+        return _absolute(self.data_root)
+
+
+def _absolute(path: str) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def _convert(name: str, value: Any, hint: Any) -> Any:
+    """Check a value's type against the field's annotation; accept ints for floats and lists for tuples."""
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        return value
+    if hint is str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {value!r} ({type(value).__name__})")
+        return value
+    if typing.get_origin(hint) is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{name} must be a list of strings, got {value!r}")
+        return tuple(value)
+    raise TypeError(f"no conversion for field {name} of type {hint}")  # a bug in this module, not in the input
+
+
+__all__ = ["TrainConfig", "DATASETS", "MODEL_SIZES", "MIXED_PRECISIONS", "METRIC_NAMES", "PROJECT_ROOT"]

@@ -1,0 +1,182 @@
+"""Sampling and evaluation of a trained run: the sample grid, N generated images, metrics.json.
+
+Everything is written into the run folder and is resumable: generated images are stored in chunks (one safetensors
+file per sampling batch, written atomically), so an interrupted evaluation continues where it stopped, and a run
+whose metrics.json matches its evaluation parameters is not evaluated again.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+from diffusers.utils import make_image_grid
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import build_dataset, dataset_fingerprint
+from .io import save_json, save_safetensors, write_atomically
+from .metrics import PixelPCA, compute_metrics
+from .pipeline import SqueezedDDPMPipeline
+from .train import cache_dir, is_trained
+
+EVALUATION_KEYS = (
+    "num_inference_steps",
+    "num_eval_samples",
+    "metrics",
+    "pca_components",
+    "grid_seed",
+    "num_grid_samples",
+)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_pipeline(run_dir: Path, device: torch.device | None = None) -> SqueezedDDPMPipeline:
+    # The run folder's pipeline_sdm.py is the one-line import shim sdmlib itself wrote (see sdmlib.pipeline).
+    pipeline = SqueezedDDPMPipeline.from_pretrained(run_dir, trust_remote_code=True)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline.to(device or _device())
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats → uint8, rounding as PIL does."""
+    return (images * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def sample_grid(pipeline: SqueezedDDPMPipeline, config: TrainConfig, path: Path) -> Path:
+    """The grid of `num_grid_samples` images from fixed noise (CPU generator: the same noise on every machine)."""
+    generator = torch.Generator().manual_seed(config.grid_seed)
+    images = pipeline(
+        batch_size=config.num_grid_samples,
+        generator=generator,
+        num_inference_steps=config.num_inference_steps,
+        output_type="pil",
+    ).images
+    columns = max(1, int(round(config.num_grid_samples**0.5)))
+    while config.num_grid_samples % columns:
+        columns -= 1
+    grid = make_image_grid(images, rows=config.num_grid_samples // columns, cols=columns)
+    grid = grid.resize((grid.width * 3, grid.height * 3), resample=0)  # nearest: 32×32 samples are tiny
+    return write_atomically(path, lambda file: grid.save(file, format="PNG"))
+
+
+def generate_samples(
+    pipeline: SqueezedDDPMPipeline, config: TrainConfig, folder: Path, progress: bool = True
+) -> tuple[torch.Tensor, float]:
+    """`num_eval_samples` images as uint8 (N, 3, H, W), generated in resumable chunks; returns (images, seconds
+    spent generating in this call)."""
+    batch = config.eval_batch_size
+    folder = folder / f"batch{batch}-steps{config.num_inference_steps}"
+    folder.mkdir(parents=True, exist_ok=True)
+    num_batches = -(-config.num_eval_samples // batch)
+    device = pipeline.device
+    chunks, seconds = [], 0.0
+    for index in tqdm(range(num_batches), desc="sampling", disable=not progress, unit="batch"):
+        path = folder / f"{index:05d}.safetensors"
+        if not path.exists():
+            size = min(batch, config.num_eval_samples - index * batch)
+            generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + 7919 * index + 1)
+            start = time.perf_counter()
+            images = pipeline(
+                batch_size=size, generator=generator, num_inference_steps=config.num_inference_steps, output_type="pt"
+            ).images
+            images = to_uint8(images).cpu()  # one transfer per batch
+            seconds += time.perf_counter() - start
+            save_safetensors(path, {"images": images})
+        chunks.append(load_file(path)["images"])
+    return torch.cat(chunks), seconds
+
+
+def pixel_pca_for(config: TrainConfig, dataset, progress: bool = True) -> PixelPCA:
+    """The offline metric's PCA basis of the training images, fitted once per dataset and cached."""
+    key = dataset_fingerprint(config.dataset, config.data_dir, config.image_size)
+    path = cache_dir() / f"pixel-pca-{key}-k{config.pca_components}.safetensors"
+    if path.exists():
+        return PixelPCA.from_state_dict(load_file(path))
+    loader = DataLoader(dataset, batch_size=500, shuffle=False)
+    batches = tqdm(loader, desc="pixel PCA", disable=not progress, leave=False)
+    pca = PixelPCA.fit(batches, num_components=config.pca_components)
+    save_safetensors(path, pca.state_dict())
+    return pca
+
+
+def versions() -> dict[str, str]:
+    import accelerate
+    import diffusers
+    import torch_fidelity
+
+    from . import __version__
+
+    return {
+        "sdmlib": __version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "accelerate": accelerate.__version__,
+        "torch_fidelity": torch_fidelity.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def evaluate_run(config: TrainConfig, *, progress: bool = True) -> dict:
+    """Grid, samples and metrics for a trained run; returns (and writes) the content of metrics.json."""
+    run_dir = config.run_dir
+    if not is_trained(run_dir):
+        raise RuntimeError(f"{run_dir} holds no finished training run; train it first (sdmlib.train.train)")
+    evaluation = {k: config.to_dict()[k] for k in EVALUATION_KEYS}
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.exists():
+        recorded = json.loads(metrics_path.read_text())
+        if recorded.get("evaluation") == evaluation:
+            print(f"{metrics_path}: already evaluated with these parameters")
+            return recorded
+
+    start = time.perf_counter()
+    device = _device()
+    pipeline = load_pipeline(run_dir, device)
+    sample_grid(pipeline, config, run_dir / "samples_grid.png")
+    samples, sampling_seconds = generate_samples(pipeline, config, run_dir / "samples", progress)
+
+    real = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
+    pca = pixel_pca_for(config, real, progress) if "pca_fd" in config.metrics else None
+    key = dataset_fingerprint(config.dataset, config.data_dir, config.image_size)
+    values = compute_metrics(
+        samples,
+        real,
+        metrics=config.metrics,
+        cache_dir=cache_dir() / "torch-fidelity",
+        reference_name=f"train-{key}",
+        pca=pca,
+        inception_weights=config.inception_weights or None,
+        vgg_weights=config.vgg_weights or None,
+        batch_size=config.eval_batch_size,
+        device=device,
+    )
+    for name, reason in values.get("unavailable", {}).items():
+        print(f"metric {name} unavailable: {reason}")
+
+    training = json.loads((run_dir / "training.json").read_text())
+    result = {
+        "metrics": values,
+        "evaluation": evaluation,
+        "parameters": config.to_dict(),
+        "principal_axis": json.loads((run_dir / "principal_axis.json").read_text()),
+        "training": training,
+        "sampling": {
+            "device": str(device),
+            "seconds": sampling_seconds,
+            "images_per_second": (len(samples) / sampling_seconds) if sampling_seconds else None,
+            "num_inference_steps": config.num_inference_steps,
+        },
+        "wall_seconds": {"training": training["train_seconds"], "evaluation": time.perf_counter() - start},
+        "versions": versions(),
+    }
+    save_json(metrics_path, result)
+    return result

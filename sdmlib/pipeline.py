@@ -1,0 +1,78 @@
+"""`SqueezedDDPMPipeline`: sample from a trained denoiser with the squeezed sampler (eqs. 5–7).
+
+A diffusers `DiffusionPipeline`, so `save_pretrained(run_folder)` writes the usual `model_index.json`, `unet/` and
+`scheduler/`. `save_pretrained` also drops a one-line `pipeline_sdm.py` beside them and names it in
+`model_index.json`, which is how diffusers finds a pipeline class that it does not ship: with sdmlib installed,
+plain `DiffusionPipeline.from_pretrained(run_folder)` then loads this class in a fresh process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from tqdm.auto import tqdm
+
+from .scheduler import SqueezedDDPMScheduler
+
+SHIM_MODULE = "pipeline_sdm"
+
+
+class SqueezedDDPMPipeline(DiffusionPipeline):
+    """UNet + `SqueezedDDPMScheduler`: start from S_T ε, then whiten–denoise–re-squeeze at every timestep."""
+
+    model_cpu_offload_seq = "unet"
+
+    def __init__(self, unet: UNet2DModel, scheduler: SqueezedDDPMScheduler):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_inference_steps: int = 50,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        progress: bool = False,
+    ):
+        """Generate `batch_size` images. output_type: "pil", "np" (float in [0, 1], (B, H, W, C)), or "pt" (float
+        in [0, 1], (B, C, H, W)). The same generator seed gives the same images for every s0 up to the squeeze."""
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be one of ('pil', 'np', 'pt'), got {output_type!r}")
+        size = self.unet.config.sample_size
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        shape = (batch_size, self.unet.config.in_channels, *size)
+        self.scheduler.set_timesteps(num_inference_steps)
+        # Noise is drawn on the generator's device (CPU for a CPU generator) and moved, as diffusers does, so a
+        # seed means the same images on every machine.
+        image = self.scheduler.initial_noise(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
+        for t in tqdm(self.scheduler.timesteps, desc="sampling", disable=not progress, leave=False):
+            model_output = self.unet(image, t).sample
+            image = self.scheduler.step(model_output, t, image, generator=generator).prev_sample
+        image = (image / 2 + 0.5).clamp(0, 1)
+        if output_type == "pt":
+            images = image.float()
+        else:
+            images = image.float().cpu().permute(0, 2, 3, 1).numpy()
+            if output_type == "pil":
+                images = self.numpy_to_pil(images)
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        super().save_pretrained(save_directory, **kwargs)
+        directory = Path(save_directory)
+        (directory / f"{SHIM_MODULE}.py").write_text(
+            '"""Lets diffusers\' DiffusionPipeline.from_pretrained find the pipeline class (needs sdmlib)."""\n'
+            "from sdmlib.pipeline import SqueezedDDPMPipeline  # noqa: F401\n"
+        )
+        index_path = directory / "model_index.json"
+        index = json.loads(index_path.read_text())
+        index["_class_name"] = [SHIM_MODULE, type(self).__name__]
+        index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")

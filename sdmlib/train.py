@@ -1,0 +1,459 @@
+"""Training: eq. (4) with diffusers' UNet2DModel, accelerate, EMA, atomic checkpoints and exact resume.
+
+    python -m sdmlib.train -f params/cifar10.yaml -p s0 -0.3              # one GPU or the CPU
+    accelerate launch -m sdmlib.train -f params/cifar10.yaml -p s0 -0.3   # several GPUs / nodes
+
+Running the same command again resumes from the last checkpoint; a finished run is not retrained; a run folder that
+holds different parameters is refused. Randomness is a pure function of (seed, step): the batch order of every epoch,
+the flips, the noise and the timesteps are drawn from generators seeded by the step, so a run interrupted and resumed
+ends with exactly the weights of an uninterrupted one (bit for bit on the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from accelerate import Accelerator
+from diffusers import UNet2DModel
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .config import PROJECT_ROOT, TrainConfig
+from .data import build_dataset, cached_principal_axis, dataset_fingerprint
+from .io import atomic_directory, save_json, save_text
+from .models import build_unet
+from .pipeline import SqueezedDDPMPipeline
+from .scheduler import SqueezedDDPMScheduler
+
+
+def cache_dir() -> Path:
+    """Where per-dataset results (principal axis, pixel PCA, FID reference statistics) are cached:
+    $SDM_CACHE_DIR, else outputs/cache/ in the repository."""
+    return Path(os.environ.get("SDM_CACHE_DIR") or PROJECT_ROOT / "outputs" / "cache")
+
+
+# Keys that may change between invocations of the same run without changing what it computes.
+HARMLESS_KEYS = ("num_workers", "eval_batch_size", "inception_weights", "vgg_weights", "output_dir", "log_every")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when the loss becomes NaN or infinite; the last checkpoint on disk is still the last good state."""
+
+
+class RunFolderConflictError(ValueError):
+    """Raised when a run folder already holds a run with other parameters."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run folder.
+
+
+def prepare_run_dir(config: TrainConfig) -> Path:
+    """Create the run folder and record the config; refuse a folder that holds a run with other parameters."""
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        recorded = json.loads(config_path.read_text())
+        current = config.to_dict()
+        differing = sorted(
+            key
+            for key in set(recorded) | set(current)
+            if key not in HARMLESS_KEYS and recorded.get(key) != current.get(key)
+        )
+        if differing:
+            details = ", ".join(f"{k}: {recorded.get(k)!r} (recorded) vs {current.get(k)!r} (now)" for k in differing)
+            raise RunFolderConflictError(
+                f"run folder {run_dir} holds a run with other parameters ({details}); choose another output_dir "
+                f"or delete that folder"
+            )
+    save_json(config_path, config.to_dict())
+    return run_dir
+
+
+def principal_axis_for(config: TrainConfig, progress: bool = True) -> dict:
+    """v̂ of the training set (eq. 9), computed once per dataset and cached under outputs/cache/."""
+    dataset = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
+    key = dataset_fingerprint(config.dataset, config.data_dir, config.image_size)
+    return cached_principal_axis(dataset, cache_dir() / f"principal-axis-{key}.json", progress=progress)
+
+
+def build_scheduler(config: TrainConfig, axis: list[float]) -> SqueezedDDPMScheduler:
+    return SqueezedDDPMScheduler(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_start=config.beta_start,
+        beta_end=config.beta_end,
+        beta_schedule="linear",
+        s0=config.s0,
+        variant=config.variant,
+        squeeze_schedule=config.squeeze_schedule,
+        principal_axis=axis,
+        resqueeze=config.resqueeze,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Randomness as a function of (seed, step).
+
+
+def _generator(seed: int, *counters: int, device: torch.device | str = "cpu") -> torch.Generator:
+    value = seed
+    for counter in counters:
+        value = (value * 1_000_003 + counter) % (2**63)
+    return torch.Generator(device=device).manual_seed(value)
+
+
+def batch_indices(num_items: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """The dataset indices of optimisation step `step`: epoch e is a fixed permutation, cut into full batches."""
+    steps_per_epoch = num_items // batch_size
+    epoch, position = divmod(step, steps_per_epoch)
+    permutation = torch.randperm(num_items, generator=_generator(seed, 1, epoch))
+    return permutation[position * batch_size : (position + 1) * batch_size]
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Index lists for steps start, start + 1, …, stop − 1: this process's share of each step's global batch.
+
+    Being a function of the step alone, it makes a resumed run see exactly the batches it would have seen, and lets
+    a DataLoader fetch and collate them in worker processes, ahead of the training loop.
+    """
+
+    def __init__(self, num_items, batch_size, seed, start, stop, process_index=0, num_processes=1):
+        self.args = (num_items, batch_size, seed)
+        self.start, self.stop = start, stop
+        share = batch_size // num_processes
+        self.slice = slice(process_index * share, (process_index + 1) * share)
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            yield batch_indices(*self.args, step)[self.slice].tolist()
+
+    def __len__(self):
+        return self.stop - self.start
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints: safetensors for tensors, JSON for the rest, written as one directory renamed into place.
+
+
+@dataclass
+class TrainState:
+    step: int
+    loss_history: list[tuple[int, float]]
+    train_seconds: float
+
+
+def save_checkpoint(path: Path, model, ema: EMAModel, optimizer, lr_scheduler, accelerator, state: TrainState) -> None:
+    with atomic_directory(path) as tmp:
+        save_file(accelerator.unwrap_model(model).state_dict(), tmp / "model.safetensors")
+        save_file(
+            {str(i): p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)}, tmp / "ema.safetensors"
+        )
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")  # tensors and numbers only: loads weights_only
+        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
+        meta = {
+            "step": state.step,
+            "loss_history": state.loss_history,
+            "train_seconds": state.train_seconds,
+            "lr_scheduler": lr_scheduler.state_dict(),
+            "ema": {k: v for k, v in ema.state_dict().items() if k != "shadow_params"},
+            "scaler": scaler,
+        }
+        (tmp / "state.json").write_text(json.dumps(meta))
+
+
+def load_checkpoint(path: Path, model, ema: EMAModel, optimizer, lr_scheduler, accelerator) -> TrainState:
+    accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
+    shadow = load_file(path / "ema.safetensors")
+    meta = json.loads((path / "state.json").read_text())
+    ema.load_state_dict({**meta["ema"], "shadow_params": [shadow[str(i)] for i in range(len(shadow))]})
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
+    lr_scheduler.load_state_dict(meta["lr_scheduler"])
+    if meta["scaler"] is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(meta["scaler"])
+    return TrainState(meta["step"], [tuple(x) for x in meta["loss_history"]], meta["train_seconds"])
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    checkpoints = sorted((run_dir / "checkpoints").glob("step-*"))
+    return checkpoints[-1] if checkpoints else None
+
+
+def _prune_checkpoints(run_dir: Path, keep: int = 2) -> None:
+    for old in sorted((run_dir / "checkpoints").glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training.
+
+
+def resolve_mixed_precision(config: TrainConfig) -> str:
+    if config.mixed_precision != "auto":
+        return config.mixed_precision
+    return "fp16" if torch.cuda.is_available() else "no"
+
+
+def is_trained(run_dir: Path) -> bool:
+    return (run_dir / "model_index.json").exists() and (run_dir / "training.json").exists()
+
+
+def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | None = None) -> Path:
+    """Train (or resume, or skip if finished) the run of `config`; returns the run folder.
+
+    `stop_after_step` ends the process's work after that step's checkpoint, as an interruption would (for tests
+    and for splitting a run across job allocations).
+    """
+    run_dir = prepare_run_dir(config)
+    if is_trained(run_dir):
+        print(f"{run_dir}: already trained, not retraining")
+        return run_dir
+
+    accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(config), log_with="tensorboard", project_dir=str(run_dir / "logs")
+    )
+    device = accelerator.device
+    main = accelerator.is_main_process
+    if main:
+        print(
+            f"device: {device} ({accelerator.num_processes} process(es)), mixed precision: "
+            f"{accelerator.mixed_precision}"
+            + (
+                " (fp32 on CPU: fp16 autocast there is slow and unhelpful)"
+                if device.type == "cpu" and config.mixed_precision == "auto"
+                else ""
+            )
+        )
+
+    axis_info = principal_axis_for(config, progress=progress and main)
+    if main:
+        save_json(run_dir / "principal_axis.json", axis_info)
+    dataset = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
+    per_process_batch = config.batch_size // accelerator.num_processes
+    if per_process_batch * accelerator.num_processes != config.batch_size:
+        raise ValueError(
+            f"batch_size={config.batch_size} must be divisible by the number of processes ({accelerator.num_processes})"
+        )
+    if len(dataset) < config.batch_size:
+        raise ValueError(f"batch_size={config.batch_size} exceeds the dataset's {len(dataset)} images")
+
+    torch.manual_seed(config.seed)  # the initial weights
+    model = build_unet(config.model_size, config.image_size)
+    scheduler = build_scheduler(config, axis_info["axis"])
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.adam_weight_decay,
+        eps=config.adam_epsilon,
+    )
+    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.lr_warmup_steps, config.train_steps)
+    ema = EMAModel(
+        model.parameters(),
+        decay=config.ema_decay,
+        use_ema_warmup=True,
+        inv_gamma=config.ema_inv_gamma,
+        power=config.ema_power,
+        model_cls=UNet2DModel,
+        model_config=model.config,
+    )
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    ema.to(device)
+
+    state = TrainState(step=0, loss_history=[], train_seconds=0.0)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, model, ema, optimizer, lr_scheduler, accelerator)
+        if main:
+            print(f"resuming from {checkpoint.name} (step {state.step} of {config.train_steps})")
+    if main:
+        accelerator.init_trackers("sdm", config={k: str(v) for k, v in config.to_dict().items()})
+
+    # Losses stay on the device between log points: reading one back is a host-device synchronisation.
+    pending = torch.zeros(config.log_every, device=device)
+    pending_steps: list[int] = []
+    bar = tqdm(
+        total=config.train_steps,
+        initial=state.step,
+        desc="training",
+        disable=not (progress and main),
+        unit="step",
+        mininterval=2.0,
+    )
+    t_start = time.perf_counter()
+    seconds_at_start = state.train_seconds
+    images_since_log, log_timer = 0, time.perf_counter()
+
+    def flush_losses() -> None:
+        nonlocal images_since_log, log_timer
+        if not pending_steps:
+            return
+        values = pending[: len(pending_steps)].tolist()
+        if not all(math.isfinite(v) for v in values):
+            bad = next(s for s, v in zip(pending_steps, values) if not math.isfinite(v))
+            raise NonFiniteLossError(
+                f"loss became {values[pending_steps.index(bad)]} at step {bad}; the last good checkpoint is "
+                f"{latest_checkpoint(run_dir)} (lower learning_rate, or check the data)"
+            )
+        state.loss_history.extend(zip(pending_steps, values))
+        if main:
+            accelerator.log(
+                {"train/loss": sum(values) / len(values), "train/lr": lr_scheduler.get_last_lr()[0]},
+                step=pending_steps[-1],
+            )
+            rate = images_since_log / (time.perf_counter() - log_timer)
+            bar.set_postfix(loss=f"{values[-1]:.4f}", img_per_s=f"{rate:.0f}")
+        pending_steps.clear()
+        images_since_log, log_timer = 0, time.perf_counter()
+
+    sampler = StepBatchSampler(
+        len(dataset),
+        config.batch_size,
+        config.seed,
+        state.step,
+        config.train_steps,
+        accelerator.process_index,
+        accelerator.num_processes,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=config.num_workers, pin_memory=device.type == "cuda"
+    )
+    model.train()
+    for x0 in loader:
+        step = state.step
+        x0 = x0.to(device, non_blocking=True)  # (B, 3, H, W) in [-1, 1]
+        generator = _generator(config.seed, 2, step, accelerator.process_index, device=device)
+        flip = torch.rand(x0.shape[0], 1, 1, 1, generator=generator, device=device) < 0.5  # random horizontal flip
+        x0 = torch.where(flip, x0.flip(-1), x0)
+        noise = torch.randn(x0.shape, generator=generator, device=device)
+        timesteps = torch.randint(0, config.num_train_timesteps, (x0.shape[0],), generator=generator, device=device)
+
+        # Eq. (4): x_t from add_noise, target ε^sq = S_t ε.
+        noisy = scheduler.add_noise(x0, noise, timesteps)
+        target = scheduler.squeeze_noise(noise, timesteps)
+        with accelerator.autocast():
+            prediction = model(noisy, timesteps).sample
+        loss = F.mse_loss(prediction.float(), target.float())
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.step(model.parameters())
+
+        pending[len(pending_steps)] = loss.detach()
+        pending_steps.append(step + 1)
+        images_since_log += config.batch_size
+        state.step = step + 1
+        bar.update(1)
+        if len(pending_steps) == config.log_every:
+            flush_losses()
+        if state.step % config.checkpoint_every == 0 or state.step == config.train_steps:
+            flush_losses()  # never checkpoint a state whose losses were not checked
+            state.train_seconds = seconds_at_start + time.perf_counter() - t_start
+            accelerator.wait_for_everyone()
+            if main:
+                save_checkpoint(
+                    run_dir / "checkpoints" / f"step-{state.step:08d}",
+                    model,
+                    ema,
+                    optimizer,
+                    lr_scheduler,
+                    accelerator,
+                    state,
+                )
+                _prune_checkpoints(run_dir)
+                write_loss_curve(run_dir, state.loss_history)
+            if stop_after_step is not None and state.step >= stop_after_step and state.step < config.train_steps:
+                bar.close()
+                accelerator.end_training()
+                return run_dir
+    bar.close()
+    accelerator.end_training()
+
+    if main:
+        # The sampler uses the EMA weights, as the paper does.
+        unet = accelerator.unwrap_model(model)
+        ema.copy_to(unet.parameters())
+        pipeline = SqueezedDDPMPipeline(unet=unet, scheduler=scheduler)
+        pipeline.save_pretrained(run_dir)
+        save_json(
+            run_dir / "training.json",
+            {
+                "steps": state.step,
+                "train_seconds": state.train_seconds,
+                "train_images_per_second": state.step * config.batch_size / max(state.train_seconds, 1e-9),
+                "device": str(device),
+                "num_processes": accelerator.num_processes,
+                "mixed_precision": accelerator.mixed_precision,
+                "num_parameters": sum(p.numel() for p in unet.parameters()),
+                "final_loss": state.loss_history[-1][1] if state.loss_history else None,
+            },
+        )
+    return run_dir
+
+
+def write_loss_curve(run_dir: Path, loss_history: list[tuple[int, float]]) -> None:
+    """loss.csv and loss.png in the run folder (a smoothed curve over the raw points)."""
+    save_text(run_dir / "loss.csv", "step,loss\n" + "".join(f"{s},{v:.6g}\n" for s, v in loss_history))
+    if not loss_history:
+        return
+    from .figures import plot_loss_curve, save_figure
+
+    figure = plot_loss_curve(loss_history)
+    save_figure(figure, run_dir / "loss.png")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line: the same parameters as the notebook, papermill style.
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    parser = argparse.ArgumentParser(
+        prog="python -m sdmlib.train",
+        description="Train, sample and evaluate one squeezed-diffusion run (the work of notebooks/train.ipynb).",
+    )
+    parser.add_argument("-f", "--parameters-file", action="append", default=[], help="YAML parameter file(s)")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        nargs=2,
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override one parameter; VALUE is parsed as YAML (e.g. -p s0 -0.3)",
+    )
+    parser.add_argument("--no-eval", action="store_true", help="train only; skip sampling and metrics")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
+    return TrainConfig.load(*args.parameters_file, **overrides), args
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, args = parse_args(argv)
+    run_dir = train(config, progress=not args.no_progress)
+    if not args.no_eval:
+        from .evaluate import evaluate_run
+
+        evaluate_run(config, progress=not args.no_progress)
+    print(f"run folder: {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""Training runs: config validation, exact resume, refusal of mixed runs, non-finite loss, the saved pipeline."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import sdmlib.train as training
+from sdmlib.config import PROJECT_ROOT, TrainConfig
+
+PARAMS = PROJECT_ROOT / "params"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDM_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """24 small real image files (PNG) with structure: coloured gradients and blocks."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        y, x = np.mgrid[0:32, 0:32]
+        base = rng.uniform(0, 255, 3)
+        image = (base + 3 * x[..., None] * rng.uniform(-1, 1, 3) + 2 * y[..., None] * rng.uniform(-1, 1, 3)) % 256
+        Image.fromarray(image.astype(np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def tiny_config(tmp_path, image_folder, **changes):
+    values = dict(
+        dataset="folder",
+        data_root=str(image_folder),
+        image_size=32,
+        model_size="tiny",
+        s0=-0.5,
+        train_steps=6,
+        batch_size=4,
+        lr_warmup_steps=2,
+        checkpoint_every=2,
+        log_every=1,
+        num_workers=0,
+        num_inference_steps=3,
+        num_eval_samples=8,
+        eval_batch_size=4,
+        num_grid_samples=4,
+        pca_components=4,
+        metrics=["pca_fd"],
+        output_dir=str(tmp_path / "run"),
+    )
+    values.update(changes)
+    return TrainConfig.from_mapping(values)
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+# -- configuration ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "celeba64", "quick"])
+def test_parameter_files_are_valid(name):
+    config = TrainConfig.load(PARAMS / f"{name}.yaml", s0=-0.3)
+    assert config.s0 == -0.3
+
+
+def test_notebook_defaults_are_the_config_defaults():
+    """The training notebook's parameters cell and TrainConfig's defaults must not drift apart."""
+    notebook = jupytext.read(PROJECT_ROOT / "notebooks" / "train.py")
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body}
+    assert TrainConfig.from_mapping(values) == TrainConfig()
+
+
+def test_cifar10_file_is_the_default_run():
+    assert TrainConfig.load(PARAMS / "cifar10.yaml") == TrainConfig()
+
+
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ({"s00": 0.1}, r"unknown parameter\(s\) \['s00'\]; allowed: .*'s0'"),
+        ({"s0": "strong"}, "s0 must be a number, got 'strong'"),
+        ({"s0": float("nan")}, "s0 must be a finite number"),
+        ({"train_steps": 2.5}, "train_steps must be an integer"),
+        ({"train_steps": 0}, "train_steps must be a positive integer, got 0"),
+        ({"dataset": "imagenet"}, r"dataset must be one of \('cifar10'"),
+        ({"variant": "qdm"}, r"variant must be one of \('sdm', 'hdm'\)"),
+        ({"metrics": ["fid", "kid"]}, r"metrics must be one of \('fid', 'isc', 'prc', 'pca_fd'\), got 'kid'"),
+        ({"beta_start": 0.03}, "need 0 < beta_start < beta_end < 1"),
+        ({"num_inference_steps": 2000}, "num_inference_steps must be at most"),
+        ({"ema_decay": 1.0}, r"ema_decay must lie in \[0, 1\)"),
+        ({"mixed_precision": "fp8"}, "mixed_precision must be one of"),
+    ],
+)
+def test_bad_parameters_are_clear_errors(values, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_mapping(values)
+
+
+def test_notebook_namespace_refuses_misspelt_parameter():
+    before = {"json"}
+    with pytest.raises(ValueError, match="unknown parameter"):
+        TrainConfig.from_namespace({"json": None, "s0": 0.1, "sO": 0.2}, before)
+
+
+def test_command_line_parses_papermill_style_arguments():
+    config, args = training.parse_args(["-f", str(PARAMS / "quick.yaml"), "-p", "s0", "-0.3", "-p", "variant", "hdm"])
+    assert (config.s0, config.variant, config.dataset) == (-0.3, "hdm", "photos")
+
+
+# -- training ------------------------------------------------------------------------------------------------
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, image_folder):
+    straight = tiny_config(tmp_path, image_folder, output_dir=str(tmp_path / "straight"))
+    training.train(straight, progress=False)
+
+    interrupted = tiny_config(tmp_path, image_folder, output_dir=str(tmp_path / "interrupted"))
+    training.train(interrupted, progress=False, stop_after_step=2)
+    assert not training.is_trained(interrupted.run_dir)
+    assert training.latest_checkpoint(interrupted.run_dir).name == "step-00000002"
+    training.train(interrupted, progress=False)  # the same call again resumes
+
+    a, b = weights(straight.run_dir), weights(interrupted.run_dir)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    losses_a = (straight.run_dir / "loss.csv").read_text()
+    assert losses_a == (interrupted.run_dir / "loss.csv").read_text()
+    assert len(losses_a.splitlines()) == 1 + 6
+    for name in ("config.json", "principal_axis.json", "training.json", "loss.png", "model_index.json"):
+        assert (straight.run_dir / name).exists(), name
+
+
+def test_finished_run_is_not_retrained(tmp_path, image_folder, capsys):
+    config = tiny_config(tmp_path, image_folder, train_steps=2)
+    training.train(config, progress=False)
+    stamp = (config.run_dir / "training.json").stat().st_mtime_ns
+    training.train(config, progress=False)
+    assert "already trained" in capsys.readouterr().out
+    assert (config.run_dir / "training.json").stat().st_mtime_ns == stamp
+
+
+def test_run_folder_with_other_parameters_is_refused(tmp_path, image_folder):
+    training.train(tiny_config(tmp_path, image_folder, train_steps=2), progress=False)
+    with pytest.raises(training.RunFolderConflictError, match=r"s0: -0.5 \(recorded\) vs 0.3 \(now\)"):
+        training.train(tiny_config(tmp_path, image_folder, train_steps=2, s0=0.3), progress=False)
+    # Harmless changes (workers, evaluation batch size) are not conflicts.
+    training.prepare_run_dir(tiny_config(tmp_path, image_folder, train_steps=2, eval_batch_size=2))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, image_folder, monkeypatch):
+    build = training.build_unet
+
+    def poisoned_unet(*args, **kwargs):
+        model = build(*args, **kwargs)
+        forward, calls = model.forward, {"n": 0}
+
+        def forward_with_nan(sample, timestep, *a, **k):
+            calls["n"] += 1
+            out = forward(sample, timestep, *a, **k)
+            if calls["n"] > 3:  # steps 1–3 are fine, step 4 produces NaN
+                out.sample = out.sample * float("nan")
+            return out
+
+        model.forward = forward_with_nan
+        return model
+
+    monkeypatch.setattr(training, "build_unet", poisoned_unet)
+    config = tiny_config(tmp_path, image_folder)
+    with pytest.raises(training.NonFiniteLossError, match="at step 4.*step-00000002"):
+        training.train(config, progress=False)
+    checkpoint = training.latest_checkpoint(config.run_dir)
+    assert checkpoint.name == "step-00000002"
+    assert all(torch.isfinite(t).all() for t in load_file(checkpoint / "model.safetensors").values())
+
+
+def test_saved_pipeline_loads_in_a_fresh_process_and_samples(tmp_path, image_folder):
+    config = tiny_config(tmp_path, image_folder, train_steps=2)
+    run_dir = training.train(config, progress=False)
+    code = (
+        "import torch\n"
+        "from diffusers import DiffusionPipeline\n"
+        f"pipe = DiffusionPipeline.from_pretrained({str(run_dir)!r}, trust_remote_code=True)\n"
+        "generator = torch.Generator().manual_seed(0)\n"
+        "out = pipe(batch_size=2, num_inference_steps=3, generator=generator, output_type='np')\n"
+        "print(type(pipe).__name__, type(pipe.scheduler).__name__, pipe.scheduler.config.s0, out.images.shape)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "SqueezedDDPMPipeline SqueezedDDPMScheduler -0.5 (2, 32, 32, 3)" in result.stdout
+    axis = json.loads((run_dir / "principal_axis.json").read_text())["axis"]
+    scheduler_config = json.loads((run_dir / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler_config["principal_axis"] == pytest.approx(axis)
+
+
+# -- sampling and evaluation ---------------------------------------------------------------------------------
+
+
+def test_evaluation_writes_grid_samples_and_metrics_and_is_resumable(tmp_path, image_folder, monkeypatch):
+    from sdmlib.evaluate import evaluate_run
+
+    config = tiny_config(tmp_path, image_folder, train_steps=2, metrics=["pca_fd", "fid"])
+    run_dir = training.train(config, progress=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no Inception weights there
+    result = evaluate_run(config, progress=False)
+
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert on_disk["metrics"]["pca_fd"] == pytest.approx(result["metrics"]["pca_fd"])
+    assert on_disk["metrics"]["pca_fd"] > 0
+    if "fid" not in on_disk["metrics"]:  # offline: said clearly, and the run still finished
+        assert "Inception weights" in on_disk["metrics"]["unavailable"]["fid"]
+    assert on_disk["parameters"]["s0"] == -0.5
+    assert len(on_disk["principal_axis"]["axis"]) == 3
+    assert {"torch", "diffusers", "sdmlib"} <= set(on_disk["versions"])
+    assert on_disk["sampling"]["images_per_second"] > 0
+    assert (run_dir / "samples_grid.png").exists()
+    chunks = sorted((run_dir / "samples").rglob("*.safetensors"))
+    assert len(chunks) == 2 and load_file(chunks[0])["images"].dtype == torch.uint8
+
+    # Same parameters: nothing is recomputed. A lost chunk is regenerated identically (seeded per batch).
+    stamp = (run_dir / "metrics.json").stat().st_mtime_ns
+    evaluate_run(config, progress=False)
+    assert (run_dir / "metrics.json").stat().st_mtime_ns == stamp
+    first = load_file(chunks[0])["images"]
+    chunks[0].unlink()
+    (run_dir / "metrics.json").unlink()
+    evaluate_run(config, progress=False)
+    assert torch.equal(load_file(chunks[0])["images"], first)
