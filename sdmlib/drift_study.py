@@ -29,7 +29,7 @@ Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def trajectory_strengths(scheduler: SqueezedDDPMScheduler) -> tuple[list[int], list[float], list[float]]:
-    """For each step of the current sampling schedule: t, s(t), and s at the previous timestep (0 past the end).
+    """For each step of the current sampling schedule: t, s(t), and s at the previous timestep (S_0 past the end).
 
     Call `scheduler.set_timesteps` first. The pairs (s(t), s(t_prev)) are the strengths of eq. (12)'s S_t and
     S_{t−1} as the sampler meets them: t_prev is the next entry of `scheduler.timesteps`, −1 after the last.
@@ -106,6 +106,18 @@ def affine_coefficients(predictor: Predictor, t: torch.Tensor, n: int) -> tuple[
     return (outputs[1:] - outputs[0]).T, outputs[0]
 
 
+def ddpm_step_coefficients(alphas_cumprod: list[float], t: int, t_prev: int) -> tuple[float, ...]:
+    """DDPM's posterior step over the stride t → t′ (Ho et al., eqs. 6–7; ᾱ′ = 1 past the end, t′ < 0):
+    returns ᾱ, ᾱ′, a = √ᾱ′ β/(1−ᾱ), b = √(1−β)(1−ᾱ′)/(1−ᾱ) and σ² = β(1−ᾱ′)/(1−ᾱ) (0 at t = 0), β = 1 − ᾱ/ᾱ′."""
+    alpha_bar = alphas_cumprod[t]
+    alpha_bar_prev = alphas_cumprod[t_prev] if t_prev >= 0 else 1.0
+    beta = 1 - alpha_bar / alpha_bar_prev
+    a = alpha_bar_prev**0.5 * beta / (1 - alpha_bar)
+    b = (1 - beta) ** 0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar)
+    variance = beta * (1 - alpha_bar_prev) / (1 - alpha_bar) if t > 0 else 0.0
+    return alpha_bar, alpha_bar_prev, a, b, variance
+
+
 def sampler_moments(
     scheduler: SqueezedDDPMScheduler, predictor: Predictor, num_inference_steps: int
 ) -> GaussianMoments:
@@ -145,12 +157,7 @@ def sampler_moments(
     mean, covariance = torch.zeros(n, dtype=torch.float64), start @ start.T
     for k, t in enumerate(timesteps):
         t_prev = timesteps[k + 1] if k + 1 < len(timesteps) else -1
-        alpha_bar = alphas_cumprod[t]
-        alpha_bar_prev = alphas_cumprod[t_prev] if t_prev >= 0 else 1.0
-        beta = 1 - alpha_bar / alpha_bar_prev
-        a = alpha_bar_prev**0.5 * beta / (1 - alpha_bar)
-        b = (1 - beta) ** 0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar)
-        variance = beta * (1 - alpha_bar_prev) / (1 - alpha_bar) if t > 0 else 0.0
+        alpha_bar, alpha_bar_prev, a, b, variance = ddpm_step_coefficients(alphas_cumprod, t, t_prev)
 
         gain, offset = affine_coefficients(predictor, torch.tensor(t), n)  # ε̂ = G x + h
         squeeze_next = squeezes_next[k]
@@ -322,11 +329,7 @@ def first_order_drift_slopes(
     gains, previous, current = [], [], []
     for k, t in enumerate(timesteps):
         t_prev = timesteps[k + 1] if k + 1 < len(timesteps) else -1
-        alpha_bar = alphas_cumprod[t]
-        alpha_bar_prev = alphas_cumprod[t_prev] if t_prev >= 0 else 1.0
-        beta = 1 - alpha_bar / alpha_bar_prev
-        a = alpha_bar_prev**0.5 * beta / (1 - alpha_bar)
-        b = (1 - beta) ** 0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar)
+        alpha_bar, alpha_bar_prev, a, b, _ = ddpm_step_coefficients(alphas_cumprod, t, t_prev)
         whitened_variance = alpha_bar * c + 1 - alpha_bar
         gains.append(((a / alpha_bar**0.5) * (1 - (1 - alpha_bar) / whitened_variance) + b) ** 2)
         delta = per_unit_s0[t] - (per_unit_s0[t_prev] if t_prev >= 0 else 0.0)  # δ_k / s0

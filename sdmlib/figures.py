@@ -249,7 +249,7 @@ def plot_monte_carlo_z_scores(
 def plot_loss_curve(loss_history: Sequence[tuple[int, float]], window: int = 25) -> Figure:
     """Training loss (eq. 4) against the optimisation step: raw points and a running mean over `window` records."""
     frame = pd.DataFrame(loss_history, columns=["step", "loss"])
-    frame["running mean"] = frame["loss"].rolling(window, min_periods=1).mean()
+    frame["running mean"] = frame["loss"].rolling(window, min_periods=1, center=True).mean()
     with sns.axes_style(_STYLE), sns.plotting_context(_CONTEXT):
         fig, ax = plt.subplots(figsize=(7, 4))
         ax.plot(frame["step"], frame["loss"], color="0.75", linewidth=0.8, label="loss")

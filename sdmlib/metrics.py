@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .gaussian import frechet_distance
-from .pca import _images_of
+from .pca import images_of
 
 METRICS = ("fid", "isc", "prc", "pca_fd")
 
@@ -204,7 +204,7 @@ class PixelPCA:
             )
         count, pixel_sum, accumulator, test_matrix, image_shape = 0, None, None, None, None
         for batch in batches:
-            images = _check_image_batch(_images_of(batch), "every batch", image_shape)
+            images = _check_image_batch(images_of(batch), "every batch", image_shape)
             x = _flatten_to_unit_range(images)  # (B, D)
             if image_shape is None:
                 image_shape, dim = tuple(images.shape[1:]), x.shape[1]

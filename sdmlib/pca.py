@@ -25,7 +25,7 @@ class PrincipalAxis(NamedTuple):
     num_pixels: int
 
 
-def _images_of(batch) -> torch.Tensor:
+def images_of(batch) -> torch.Tensor:
     # A DataLoader over a labelled dataset yields (images, labels); take the images.
     if isinstance(batch, (tuple, list)):
         batch = batch[0]
@@ -49,7 +49,7 @@ def principal_axis(batches: Iterable[torch.Tensor]) -> PrincipalAxis:
     channel_sum = second_moment = None
     n = None
     for batch in batches:
-        images = _images_of(batch)
+        images = images_of(batch)
         if n is None:
             n = images.shape[1]
             channel_sum = torch.zeros(n, dtype=torch.float64)

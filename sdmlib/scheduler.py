@@ -10,13 +10,12 @@ diffusers' contract.
 from __future__ import annotations
 
 import torch
-from diffusers import DDPMScheduler
-from diffusers import SchedulerMixin  # noqa: F401  (see below)
+from diffusers import DDPMScheduler, SchedulerMixin  # noqa: F401  (SchedulerMixin: see RESQUEEZE_MODES below)
 from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_ddpm import DDPMSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .squeeze import SCHEDULE_KINDS, VARIANTS, apply_squeeze, unit_axis
+from .squeeze import SCHEDULE_KINDS, VARIANTS, rank_one_update, squeeze_eigenvalues, unit_axis
 
 # The config field `squeeze_schedule` shadows the function's name inside __init__.
 from .squeeze import squeeze_schedule as make_squeeze_schedule
@@ -116,21 +115,26 @@ class SqueezedDDPMScheduler(DDPMScheduler):
         self.squeeze_strengths = make_squeeze_schedule(s0, self.betas, squeeze_schedule)
         self._strengths = self.squeeze_strengths.tolist()
         self.principal_axis = axis
-        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._on_device: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
         # The config keeps what was given; record the normalised axis and s0 as a float so the JSON is canonical.
         self.register_to_config(s0=float(s0), principal_axis=axis.tolist())
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
-    def _axis_and_strengths_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """v̂ and s(t) moved to `device` once and cached, like the parent caches `alphas_cumprod`."""
-        if device not in self._on_device:
-            dtype = torch.float32 if device.type == "mps" else torch.float64
-            self._on_device[device] = (
-                self.principal_axis.to(device=device, dtype=dtype),
-                self.squeeze_strengths.to(device=device, dtype=dtype),
+    def _on(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """v̂, and per timestep the rank-1 coefficient λ∥ − λ⊥ and the scale λ⊥ of S_t, on `device` in `dtype`.
+
+        Computed in float64 once per (device, dtype) and cached, like the parent caches `alphas_cumprod`, so that
+        squeezing a batch in the training loop is a gather and two passes over the data.
+        """
+        key = (device, dtype)
+        if key not in self._on_device:
+            lam = squeeze_eigenvalues(self.squeeze_strengths, len(self.principal_axis), self.config.variant)
+            self._on_device[key] = tuple(
+                t.to(device=device, dtype=dtype)
+                for t in (self.principal_axis, lam.parallel - lam.perpendicular, lam.perpendicular)
             )
-        return self._on_device[device]
+        return self._on_device[key]
 
     def strength_at(self, timestep: int | torch.Tensor) -> float:
         """s(t) at one timestep, as a host float.
@@ -144,17 +148,36 @@ class SqueezedDDPMScheduler(DDPMScheduler):
             return self._strengths[index]
         return 0.0 if self.config.squeeze_schedule == "linear" else float(self.config.s0)
 
-    def _squeeze(self, x: torch.Tensor, s, inverse: bool = False) -> torch.Tensor:
-        axis, _ = self._axis_and_strengths_on(x.device)
-        return apply_squeeze(x, axis, s, self.config.variant, inverse=inverse)
+    def _check_channels(self, x: torch.Tensor) -> None:
+        n = len(self.principal_axis)
+        if x.ndim < 2 or x.shape[1] != n:
+            raise ValueError(
+                f"principal_axis has length {n} but the data has n={x.shape[1] if x.ndim > 1 else None} channels "
+                f"(shape {tuple(x.shape)}); they must match"
+            )
+
+    def _squeeze(self, x: torch.Tensor, s: float, inverse: bool = False) -> torch.Tensor:
+        """S(s) x (or S(s)⁻¹ x) for one host-float strength s, as in every sampling step."""
+        self._check_channels(x)
+        axis, _, _ = self._on(x.device, x.dtype)
+        lam = squeeze_eigenvalues(-s if inverse else s, len(axis), self.config.variant)  # eq. (11): S⁻¹ = S(−s)
+        parallel, perpendicular = float(lam.parallel), float(lam.perpendicular)
+        return rank_one_update(x, axis, parallel - perpendicular, perpendicular)
 
     # -- training: eqs. (3)–(4) --------------------------------------------------------------------------------
 
     def squeeze_noise(self, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """Eq. (4)'s target ε^sq = S_t ε, with S_t at each sample's own timestep. noise: (B, n, H, W)."""
-        _, strengths = self._axis_and_strengths_on(noise.device)
-        s = strengths[timesteps.to(noise.device)]  # (B,) or ()
-        return self._squeeze(noise, s)
+        self._check_channels(noise)
+        axis, coefficient, scale = self._on(noise.device, noise.dtype)
+        timesteps = timesteps.to(noise.device)
+        per_sample = (-1,) + (1,) * (noise.ndim - 1) if timesteps.ndim == 1 else ()  # (B, 1, 1, 1)
+        return rank_one_update(
+            noise,
+            axis,
+            coefficient[timesteps].view(per_sample),
+            1.0 if self.config.variant == "sdm" else scale[timesteps].view(per_sample),
+        )
 
     def add_noise(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor
@@ -165,6 +188,13 @@ class SqueezedDDPMScheduler(DDPMScheduler):
         of (1−ᾱ_t) S_t², and the derivation notebook `01_forward_marginal` measures how far apart they are.
         """
         return super().add_noise(original_samples, self.squeeze_noise(noise, timesteps), timesteps)
+
+    def add_noise_and_target(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_t, ε^sq) of eq. (4) together: `add_noise` and `squeeze_noise` with the squeeze computed once."""
+        target = self.squeeze_noise(noise, timesteps)
+        return super().add_noise(original_samples, target, timesteps), target
 
     # -- sampling: eqs. (5)–(7) --------------------------------------------------------------------------------
 

@@ -205,12 +205,23 @@ def apply_squeeze(
         lam_par = lam.parallel.to(device=x.device, dtype=x.dtype).view(broadcast)
         lam_perp = lam.perpendicular.to(device=x.device, dtype=x.dtype).view(broadcast)
 
-    v = v.to(device=x.device, dtype=x.dtype)
-    v_channels = v.view((1, n) + (1,) * (x.ndim - 2))  # (1, n, 1, 1)
-    projection = (x * v_channels).sum(dim=1, keepdim=True)  # v̂ᵀx per pixel, (B, 1, H, W)
-    if variant == "sdm":  # λ⊥ = 1: skip a multiply
-        return x + (lam_par - 1) * projection * v_channels
-    return lam_perp * x + (lam_par - lam_perp) * projection * v_channels
+    scale = 1.0 if variant == "sdm" else lam_perp  # λ⊥ = 1 for SDM: skip a pass over x
+    return rank_one_update(x, v.to(device=x.device, dtype=x.dtype), lam_par - lam_perp, scale)
+
+
+def rank_one_update(x: torch.Tensor, unit_axis: torch.Tensor, coefficient, scale=1.0) -> torch.Tensor:
+    """The kernel of every squeeze: scale·x + coefficient·(v̂ᵀx) v̂ along the channel axis of x (B, n, ...).
+
+    With scale = λ⊥ and coefficient = λ∥ − λ⊥ this is S x for any matrix with eigenvalues λ∥ on v̂ and λ⊥ on v̂⊥.
+    `unit_axis` must already be a unit vector with x's device and dtype; `coefficient` and `scale` are numbers or
+    tensors broadcastable to (B, 1, ...). No argument checks: this is the hot path (see `apply_squeeze`).
+    """
+    v_channels = unit_axis.view((1, x.shape[1]) + (1,) * (x.ndim - 2))  # (1, n, 1, 1)
+    # v̂ᵀx per pixel, (B, 1, H, W): a contraction over channels, without a (B, n, H, W) temporary.
+    projection = torch.einsum("c,bc...->b...", unit_axis, x).unsqueeze(1)
+    # One fused pass over x: the coefficient multiplies the small (B, 1, H, W) projection, not x.
+    base = x if isinstance(scale, float) and scale == 1.0 else x * scale
+    return torch.addcmul(base, projection * coefficient, v_channels)
 
 
 # ----------------------------------------------------------------------------------------------------------------

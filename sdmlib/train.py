@@ -341,8 +341,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
         timesteps = torch.randint(0, config.num_train_timesteps, (x0.shape[0],), generator=generator, device=device)
 
         # Eq. (4): x_t from add_noise, target ε^sq = S_t ε.
-        noisy = scheduler.add_noise(x0, noise, timesteps)
-        target = scheduler.squeeze_noise(noise, timesteps)
+        noisy, target = scheduler.add_noise_and_target(x0, noise, timesteps)
         with accelerator.autocast():
             prediction = model(noisy, timesteps).sample
         loss = F.mse_loss(prediction.float(), target.float())
