@@ -102,9 +102,10 @@ config
 # used in `principal_axis.json`.
 
 # %%
-axis_info = principal_axis_for(config)
+training_images = build_dataset(config.dataset, config.data_dir, config.image_size)
+axis_info = principal_axis_for(config, training_images)
 print("v̂ =", [round(v, 4) for v in axis_info["axis"]], " eigenvalues:", [f"{e:.4g}" for e in axis_info["eigenvalues"]])
-images = next(iter(DataLoader(build_dataset(config.dataset, config.data_dir, config.image_size), batch_size=64)))
+images = next(iter(DataLoader(training_images, batch_size=64)))
 plt.figure(figsize=(6, 6))
 plt.imshow(make_grid(images * 0.5 + 0.5, nrow=8).permute(1, 2, 0).clamp(0, 1))
 plt.axis("off")

@@ -95,9 +95,8 @@ def generate_samples(
     return torch.cat(chunks), seconds
 
 
-def pixel_pca_for(config: TrainConfig, dataset, progress: bool = True) -> PixelPCA:
-    """The offline metric's PCA basis of the training images, fitted once per dataset and cached."""
-    key = dataset_fingerprint(config.dataset, config.data_dir, config.image_size)
+def pixel_pca_for(config: TrainConfig, dataset, key: str, progress: bool = True) -> PixelPCA:
+    """The offline metric's PCA basis of the training images (`key`: their fingerprint), fitted once and cached."""
     path = cache_dir() / f"pixel-pca-{key}-k{config.pca_components}.safetensors"
     if path.exists():
         return PixelPCA.from_state_dict(load_file(path))
@@ -145,8 +144,8 @@ def evaluate_run(config: TrainConfig, *, progress: bool = True) -> dict:
     samples, sampling_seconds = generate_samples(pipeline, config, run_dir / "samples", progress)
 
     real = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
-    pca = pixel_pca_for(config, real, progress) if "pca_fd" in config.metrics else None
     key = dataset_fingerprint(config.dataset, config.data_dir, config.image_size)
+    pca = pixel_pca_for(config, real, key, progress) if "pca_fd" in config.metrics else None
     values = compute_metrics(
         samples,
         real,

@@ -83,9 +83,12 @@ def prepare_run_dir(config: TrainConfig) -> Path:
     return run_dir
 
 
-def principal_axis_for(config: TrainConfig, progress: bool = True) -> dict:
-    """v̂ of the training set (eq. 9), computed once per dataset and cached under outputs/cache/."""
-    dataset = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
+def principal_axis_for(config: TrainConfig, dataset=None, progress: bool = True) -> dict:
+    """v̂ of the training set (eq. 9), computed once per dataset and cached under outputs/cache/.
+
+    `dataset`: the training set of `config` if already built (saves loading it twice)."""
+    if dataset is None:
+        dataset = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
     key = dataset_fingerprint(config.dataset, config.data_dir, config.image_size)
     return cached_principal_axis(dataset, cache_dir() / f"principal-axis-{key}.json", progress=progress)
 
@@ -237,10 +240,10 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
             )
         )
 
-    axis_info = principal_axis_for(config, progress=progress and main)
+    dataset = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
+    axis_info = principal_axis_for(config, dataset, progress=progress and main)
     if main:
         save_json(run_dir / "principal_axis.json", axis_info)
-    dataset = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
     per_process_batch = config.batch_size // accelerator.num_processes
     if per_process_batch * accelerator.num_processes != config.batch_size:
         raise ValueError(
