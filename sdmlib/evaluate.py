@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from .data import build_dataset, dataset_fingerprint
 from .io import save_json, save_safetensors, write_atomically
-from .metrics import PixelPCA, compute_metrics
+from .metrics import PixelPCA, compute_metrics, images_to_uint8
 from .pipeline import SqueezedDDPMPipeline
-from .train import cache_dir, is_trained
+from .train import cache_dir, is_trained, seeded_generator
 
 EVALUATION_KEYS = (
     "num_inference_steps",
@@ -44,11 +44,6 @@ def load_pipeline(run_dir: Path, device: torch.device | None = None) -> Squeezed
     pipeline = SqueezedDDPMPipeline.from_pretrained(run_dir, trust_remote_code=True)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device or _device())
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] floats → uint8, rounding as PIL does."""
-    return (images * 255).round().clamp(0, 255).to(torch.uint8)
 
 
 def sample_grid(pipeline: SqueezedDDPMPipeline, config: TrainConfig, path: Path) -> Path:
@@ -83,12 +78,12 @@ def generate_samples(
         path = folder / f"{index:05d}.safetensors"
         if not path.exists():
             size = min(batch, config.num_eval_samples - index * batch)
-            generator = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + 7919 * index + 1)
+            generator = seeded_generator(config.seed, 3, index, device=device)
             start = time.perf_counter()
             images = pipeline(
                 batch_size=size, generator=generator, num_inference_steps=config.num_inference_steps, output_type="pt"
             ).images
-            images = to_uint8(images).cpu()  # one transfer per batch
+            images = images_to_uint8(images * 2 - 1).cpu()  # [0, 1] → [−1, 1] → uint8; one transfer per batch
             seconds += time.perf_counter() - start
             save_safetensors(path, {"images": images})
         chunks.append(load_file(path)["images"])

@@ -18,7 +18,6 @@ import hashlib
 import math
 import os
 import socket
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -26,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .gaussian import frechet_distance
+from .io import save_safetensors
 from .pca import images_of
 
 METRICS = ("fid", "isc", "prc", "pca_fd")
@@ -472,19 +472,6 @@ def _check_device(device) -> tuple[bool, contextlib.AbstractContextManager]:
     raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N' (torch-fidelity supports no other), got {device!r}")
 
 
-def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file({key: value.contiguous() for key, value in tensors.items()}, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -503,7 +490,7 @@ def _real_pca_statistics(
         else:
             loader = DataLoader(real, batch_size=batch_size, shuffle=False, num_workers=0)
             pca = PixelPCA.fit(loader, num_components=64)
-            _atomic_save_safetensors(pca.state_dict(), pca_path)
+            save_safetensors(pca_path, pca.state_dict())
     statistics_path = cache_dir / f"{reference_name}-pixelpca-{pca.fingerprint()}-stat.safetensors"
     if statistics_path.is_file():
         statistics = _load_safetensors(statistics_path)
@@ -511,7 +498,7 @@ def _real_pca_statistics(
     # Real images are quantised to uint8 like the generated ones, so that pca_fd(real, real) = 0.
     features = torch.cat([pca.features(batch) for batch in _uint8_batches(_Uint8Images(real), batch_size)])
     mean, covariance = feature_statistics(features, "real features")
-    _atomic_save_safetensors({"mean": mean, "covariance": covariance}, statistics_path)
+    save_safetensors(statistics_path, {"mean": mean, "covariance": covariance})
     return pca, mean, covariance
 
 

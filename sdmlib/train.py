@@ -111,7 +111,8 @@ def build_scheduler(config: TrainConfig, axis: list[float]) -> SqueezedDDPMSched
 # Randomness as a function of (seed, step).
 
 
-def _generator(seed: int, *counters: int, device: torch.device | str = "cpu") -> torch.Generator:
+def seeded_generator(seed: int, *counters: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded by (seed, counters…): stream 1 is the batch order, 2 the training noise, 3 the samples."""
     value = seed
     for counter in counters:
         value = (value * 1_000_003 + counter) % (2**63)
@@ -122,7 +123,7 @@ def batch_indices(num_items: int, batch_size: int, seed: int, step: int) -> torc
     """The dataset indices of optimisation step `step`: epoch e is a fixed permutation, cut into full batches."""
     steps_per_epoch = num_items // batch_size
     epoch, position = divmod(step, steps_per_epoch)
-    permutation = torch.randperm(num_items, generator=_generator(seed, 1, epoch))
+    permutation = torch.randperm(num_items, generator=seeded_generator(seed, 1, epoch))
     return permutation[position * batch_size : (position + 1) * batch_size]
 
 
@@ -337,7 +338,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
     for x0 in loader:
         step = state.step
         x0 = x0.to(device, non_blocking=True)  # (B, 3, H, W) in [-1, 1]
-        generator = _generator(config.seed, 2, step, accelerator.process_index, device=device)
+        generator = seeded_generator(config.seed, 2, step, accelerator.process_index, device=device)
         flip = torch.rand(x0.shape[0], 1, 1, 1, generator=generator, device=device) < 0.5  # random horizontal flip
         x0 = torch.where(flip, x0.flip(-1), x0)
         noise = torch.randn(x0.shape, generator=generator, device=device)
