@@ -11,8 +11,11 @@ DERIVATIONS := $(sort $(wildcard notebooks/0*_*.py))
 EXECUTED := $(patsubst notebooks/%.py,%.ipynb,$(DERIVATIONS))
 
 DEMO_RUN := $(OUT)/runs/quick-s0_-0.3
+SMOKE := $(OUT)/sweeps/smoke
+GRID ?= params/sweep-fig2a.yaml
+PAPERMILL := $(BIN)/papermill --cwd notebooks --log-level WARNING
 
-.PHONY: demo test install derivations sync clean
+.PHONY: demo test install derivations smoke sweep figures sync clean
 
 install: $(STAMP)
 
@@ -27,7 +30,7 @@ derivations: $(STAMP)
 	mkdir -p $(OUT)/derivations
 	@for nb in $(EXECUTED); do \
 	  echo "== papermill notebooks/$$nb -> $(OUT)/derivations/$$nb"; \
-	  $(BIN)/papermill --cwd notebooks --log-level WARNING notebooks/$$nb $(OUT)/derivations/$$nb \
+	  $(PAPERMILL) notebooks/$$nb $(OUT)/derivations/$$nb \
 	    -p output_dir ../$(OUT)/derivations || exit 1; \
 	done
 
@@ -35,7 +38,7 @@ derivations: $(STAMP)
 # Running it again resumes an interrupted run and skips finished work.
 demo: $(STAMP)
 	mkdir -p $(OUT)/demo
-	$(BIN)/papermill --cwd notebooks --log-level WARNING notebooks/train.ipynb $(OUT)/demo/train-quick.ipynb \
+	$(PAPERMILL) notebooks/train.ipynb $(OUT)/demo/train-quick.ipynb \
 	  -f params/quick.yaml -p s0 -0.3 -p output_dir $(DEMO_RUN)
 	@echo
 	@echo "Done. The executed notebook:   $(OUT)/demo/train-quick.ipynb"
@@ -45,10 +48,31 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest tests/
 	$(MAKE) --no-print-directory derivations
+	$(MAKE) --no-print-directory smoke
+
+# The sweep -> figures path on real tiny runs (params/sweep-smoke.yaml): offline, CPU, a few minutes. Every figure
+# of the paper is drawn from them (photos stands in for every dataset; FID falls back to the offline metric).
+smoke: $(STAMP)
+	mkdir -p $(SMOKE)
+	$(PAPERMILL) notebooks/sweep.ipynb $(SMOKE)/sweep.ipynb -p grid params/sweep-smoke.yaml -p output_dir $(SMOKE) \
+	  -p poll_seconds 2 -p require_all_finished True
+	$(PAPERMILL) notebooks/figures.ipynb $(SMOKE)/figures.ipynb -p sweep_dir $(SMOKE) -p output_dir $(SMOKE)/figures \
+	  -p main_dataset photos -y 'cross_datasets: [photos, photos]'
+	@echo "smoke figures: $(SMOKE)/figures/"
+
+# A grid of the paper on this machine's GPUs (see the README for SLURM): make sweep GRID=params/sweep-fig2d.yaml
+sweep: $(STAMP)
+	mkdir -p $(OUT)/sweeps/paper
+	$(PAPERMILL) notebooks/sweep.ipynb $(OUT)/sweeps/paper/sweep-$(basename $(notdir $(GRID))).ipynb -p grid $(GRID)
+
+# Figures 2a-2f and 3 and the paper-vs-ours table from the paper's sweep folder.
+figures: $(STAMP)
+	mkdir -p $(OUT)/figures
+	$(PAPERMILL) notebooks/figures.ipynb $(OUT)/figures/figures.ipynb
 
 # After editing a notebook's .py source: regenerate its .ipynb (without outputs) from it.
 sync: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/*.py
 
 clean:
-	rm -rf $(OUT)/derivations $(OUT)/demo $(DEMO_RUN)
+	rm -rf $(OUT)/derivations $(OUT)/demo $(DEMO_RUN) $(SMOKE)

@@ -33,8 +33,63 @@ _PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 PROJECT_ROOT = _PACKAGE_PARENT if (_PACKAGE_PARENT / "pyproject.toml").is_file() else Path.cwd()
 
 
+class TypedConfig:
+    """Construction shared by the frozen config dataclasses (`TrainConfig`, `sdmlib.sweep.SweepConfig`, ...):
+    from a mapping or a papermill namespace, with every key and type checked, then `validate()`."""
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]):
+        """Build and validate a config from a mapping (YAML, papermill parameters); unknown keys are errors."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(known)}")
+        hints = typing.get_type_hints(cls)
+        converted = {name: _convert(name, value, hints[name]) for name, value in values.items()}
+        config = cls(**converted)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_namespace(cls, namespace: Mapping[str, Any], names_before: set[str]):
+        """The config of a papermill notebook: every name defined since `names_before` was taken.
+
+        The notebook records `set(globals())` just before its parameters cell; the names added after it are the
+        parameters cell's and those papermill injected. Taking all of them (not only known fields) is what turns a
+        misspelt `-p` name, which papermill merely warns about, into an error.
+        """
+        values = {k: v for k, v in namespace.items() if k not in names_before and not k.startswith("_")}
+        return cls.from_mapping(values)
+
+    @classmethod
+    def load(cls, *yaml_files: str | Path, **overrides: Any):
+        """Defaults, updated by each YAML file in turn (yaml.safe_load), then by keyword overrides."""
+        values: dict[str, Any] = {}
+        for path in yaml_files:
+            path = Path(path)
+            if not path.is_absolute() and not path.exists():
+                path = PROJECT_ROOT / path
+            with open(path) as handle:
+                loaded = yaml.safe_load(handle) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: a parameter file must be a mapping of names to values")
+            values.update(loaded)
+        values.update(overrides)
+        return cls.from_mapping(values)
+
+    def replace(self, **changes: Any):
+        return type(self).from_mapping({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain YAML/JSON values (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def validate(self) -> None:
+        """Raise a ValueError naming the field, the value and what is allowed; subclasses add their checks."""
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(TypedConfig):
     """Every knob of a training + sampling + evaluation run. Field comments give units and the paper's value."""
 
     # data
@@ -72,7 +127,7 @@ class TrainConfig:
     num_inference_steps: int = 50
     num_eval_samples: int = 10000  # FID-10K
     eval_batch_size: int = 500
-    metrics: tuple[str, ...] = ("fid", "isc", "prc", "pca_fd")
+    metrics: tuple[str, ...] = ("fid", "isc", "prc", "pca_fd", "pca_prc")
     pca_components: int = 64  # dimension of the offline metric's feature space
     inception_weights: str = ""  # local path to torch-fidelity's Inception weights; "" = its default download
     vgg_weights: str = ""  # local path to the VGG16 weights precision/recall use; "" = default download
@@ -82,56 +137,6 @@ class TrainConfig:
     output_dir: str = ""  # the run folder; "" = outputs/runs/<dataset>-<variant>-s0_<s0>-seed<seed>
     checkpoint_every: int = 500  # optimisation steps between checkpoints
     log_every: int = 10  # steps between loss records
-
-    # -- construction ----------------------------------------------------------------------------------------
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        """Build and validate a config from a mapping (YAML, papermill parameters); unknown keys are errors."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(known)}")
-        hints = typing.get_type_hints(cls)
-        converted = {name: _convert(name, value, hints[name]) for name, value in values.items()}
-        config = cls(**converted)
-        config.validate()
-        return config
-
-    @classmethod
-    def from_namespace(cls, namespace: Mapping[str, Any], names_before: set[str]) -> "TrainConfig":
-        """The config of a papermill notebook: every name defined since `names_before` was taken.
-
-        The notebook records `set(globals())` just before its parameters cell; the names added after it are the
-        parameters cell's and those papermill injected. Taking all of them (not only known fields) is what turns a
-        misspelt `-p` name, which papermill merely warns about, into an error.
-        """
-        values = {k: v for k, v in namespace.items() if k not in names_before and not k.startswith("_")}
-        return cls.from_mapping(values)
-
-    @classmethod
-    def load(cls, *yaml_files: str | Path, **overrides: Any) -> "TrainConfig":
-        """Defaults, updated by each YAML file in turn (yaml.safe_load), then by keyword overrides."""
-        values: dict[str, Any] = {}
-        for path in yaml_files:
-            path = Path(path)
-            if not path.is_absolute() and not path.exists():
-                path = PROJECT_ROOT / path
-            with open(path) as handle:
-                loaded = yaml.safe_load(handle) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: a parameter file must be a mapping of names to values")
-            values.update(loaded)
-        values.update(overrides)
-        return cls.from_mapping(values)
-
-    def replace(self, **changes: Any) -> "TrainConfig":
-        return type(self).from_mapping({**self.to_dict(), **changes})
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["metrics"] = list(self.metrics)
-        return out
 
     # -- validation ------------------------------------------------------------------------------------------
 
@@ -207,6 +212,10 @@ def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 def _convert(name: str, value: Any, hint: Any) -> Any:
     """Check a value's type against the field's annotation; accept ints for floats and lists for tuples."""
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r} ({type(value).__name__})")
+        return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
@@ -223,13 +232,20 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"{name} must be a string, got {value!r} ({type(value).__name__})")
         return value
-    if typing.get_origin(hint) is tuple:
-        if isinstance(value, str):
+    if typing.get_origin(hint) is tuple:  # tuple[T, ...]: a YAML list (or one bare value) of T
+        (item_hint, _) = typing.get_args(hint)
+        if isinstance(value, (str, int, float)):
             value = [value]
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{name} must be a list of strings, got {value!r}")
-        return tuple(value)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name} must be a list of {item_hint.__name__}, got {value!r}")
+        return tuple(_convert(f"{name}[{i}]", item, item_hint) for i, item in enumerate(value))
+    if typing.get_origin(hint) is dict or hint is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{name} must be a mapping of names to values, got {value!r}")
+        return dict(value)
     raise TypeError(f"no conversion for field {name} of type {hint}")  # a bug in this module, not in the input
 
 
-__all__ = ["TrainConfig", "DATASETS", "MODEL_SIZES", "MIXED_PRECISIONS", "METRIC_NAMES", "PROJECT_ROOT"]
+__all__ = ["TrainConfig", "TypedConfig", "DATASETS", "MODEL_SIZES", "MIXED_PRECISIONS", "METRIC_NAMES", "PROJECT_ROOT"]

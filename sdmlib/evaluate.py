@@ -140,7 +140,8 @@ def evaluate_run(config: TrainConfig, *, progress: bool = True) -> dict:
 
     real = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
     key = dataset_fingerprint(config.dataset, config.data_dir, config.image_size)
-    pca = pixel_pca_for(config, real, key, progress) if "pca_fd" in config.metrics else None
+    uses_pca = any(name in config.metrics for name in ("pca_fd", "pca_prc"))
+    pca = pixel_pca_for(config, real, key, progress) if uses_pca else None
     values = compute_metrics(
         samples,
         real,

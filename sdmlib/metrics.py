@@ -5,10 +5,12 @@ The paper reports FID-10K against the statistics of the full training set, the I
 pretrained Inception-v3 (FID, IS) and VGG16 (precision/recall) weights, downloaded on first use. Where they cannot be
 had (an offline machine), `compute_metrics` says so in its "unavailable" entry and still returns the rest, among them
 `pca_fd`: the Fréchet distance between Gaussians fitted to the images' projections on the top principal components of
-the training pixels (`PixelPCA`), a crude FID whose "network" is a linear map fitted to the data itself.
+the training pixels (`PixelPCA`), a crude FID whose "network" is a linear map fitted to the data itself, and
+`pca_prc`: Kynkänniemi et al.'s precision and recall (`knn_precision_recall`, k = 3) in the same feature space.
 
-Layers: `f_score`, `PixelPCA` and `pca_frechet_distance` are math on tensors; `compute_metrics` adds the file cache
-(under `cache_dir`), the weight files and torch-fidelity, imported only when a torch-fidelity metric is asked for.
+Layers: `f_score`, `PixelPCA`, `pca_frechet_distance` and `knn_precision_recall` are math on tensors;
+`compute_metrics` adds the file cache (under `cache_dir`), the weight files and torch-fidelity, imported only when a
+torch-fidelity metric is asked for.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .gaussian import frechet_distance
 from .io import save_safetensors
 from .pca import images_of
 
-METRICS = ("fid", "isc", "prc", "pca_fd")
+METRICS = ("fid", "isc", "prc", "pca_fd", "pca_prc")
 
 # torch-fidelity's default feature extractor for each of its metrics, and where their weights come from.
 DEFAULT_FEATURE_EXTRACTORS = {"fid": "inception-v3-compat", "isc": "inception-v3-compat", "prc": "vgg16"}
@@ -304,6 +306,92 @@ def pca_frechet_distance(real_features: torch.Tensor, fake_features: torch.Tenso
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Improved precision and recall (Kynkänniemi et al. 2019): k-NN balls in a feature space
+
+
+def _pairwise_distances(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """(B, d), (N, d) → (B, N) Euclidean distances from exact coordinate differences.
+
+    Not cdist's matrix-product path ‖x‖² + ‖y‖² − 2xᵀy (torch-fidelity's): that gives a point's distance to itself
+    or to a copy as ~10⁻⁶ instead of 0 even in float64, so duplicated samples and ties at a ball's edge would be
+    decided by rounding. At d = 64 the exact path costs about as much as the k-NN selection after it.
+    """
+    return torch.cdist(rows, columns, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+def knn_radii(features: torch.Tensor, k: int = 3, block_size: int = 1024) -> torch.Tensor:
+    """(N, d) → (N,) distance of each point to its k-th nearest neighbour in the set, itself excluded: the radius
+    of its ball in Kynkänniemi et al.'s manifold estimate. A copy of the point counts as a neighbour at distance 0."""
+    radii = []
+    for block in features.split(block_size):  # (B, d)
+        distances = _pairwise_distances(block, features)  # (B, N), the point itself at exactly 0
+        radii.append(distances.topk(k + 1, dim=1, largest=False).values[:, k])  # the (k+1)-th smallest, self first
+    return torch.cat(radii)
+
+
+def _check_feature_set(features, name: str, k: int) -> torch.Tensor:
+    if not torch.is_tensor(features) or features.ndim != 2 or features.shape[1] < 1:
+        got = f"shape {tuple(features.shape)}" if torch.is_tensor(features) else type(features).__name__
+        raise ValueError(f"{name} must be an (N, d) tensor with d ≥ 1, got {got}")
+    if features.shape[0] <= k:
+        raise ValueError(
+            f"{name} must hold more than k = {k} points (each needs k neighbours besides itself), "
+            f"got {features.shape[0]}"
+        )
+    features = features.detach().to("cpu", torch.float64)
+    if not torch.isfinite(features).all():
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    return features
+
+
+def knn_precision_recall(
+    real_features: torch.Tensor, fake_features: torch.Tensor, k: int = 3, block_size: int = 1024
+) -> tuple[float, float]:
+    """Improved precision and recall of Kynkänniemi et al. 2019 (eqs. 1–2): (precision, recall) of fake samples
+    against real ones, given their (N_r, d) and (N_f, d) features.
+
+    Each set's manifold is the union of balls around its points, a point's radius r_k(φ) being its distance to its
+    k-th nearest neighbour in its own set, itself excluded (`knn_radii`). A sample φ is covered by a set Φ when
+    ‖φ − φ'‖ ≤ r_k(φ') for some φ' ∈ Φ; then
+        precision = fraction of fake samples covered by the real set,
+        recall = fraction of real samples covered by the fake set.
+    This is torch-fidelity's definition (`metric_prc.calculate_precision_recall_full` and `_part`, v0.4: radius
+    = kthvalue(k + 1) of a row of distances that includes the point's own 0, and ≤), with the paper's k = 3 as
+    default. Only rounding differs: torch-fidelity takes cdist's matrix-product path in the features' dtype and
+    averages in float32; here distances are exact differences in float64 (`_pairwise_distances`) and the fractions
+    are counts over set sizes.
+
+    Distances are taken in row blocks of `block_size` points, each against a whole set: memory is
+    block_size × max(N_r, N_f) float64 (1024 × 10 000: 82 MB), never N_r × N_f. Three passes: the real radii, the
+    fake radii, and one over blocks of fake rows against the real set that decides precision (per row) and recall
+    (per column) from the same distances.
+    """
+    k = _check_positive_int(k, "k")
+    block_size = _check_positive_int(block_size, "block_size")
+    real_features = _check_feature_set(real_features, "real_features", k)  # (N_r, d)
+    fake_features = _check_feature_set(fake_features, "fake_features", k)  # (N_f, d)
+    if real_features.shape[1] != fake_features.shape[1]:
+        raise ValueError(
+            f"real_features and fake_features must have the same feature dimension d, "
+            f"got {real_features.shape[1]} and {fake_features.shape[1]}"
+        )
+    # 1. Each set's ball radii.
+    real_radii = knn_radii(real_features, k, block_size)  # (N_r,)
+    fake_radii = knn_radii(fake_features, k, block_size)  # (N_f,)
+    # 2. Coverage, from one pass over the fake-to-real distances.
+    fake_covered = []
+    real_covered = torch.zeros(real_features.shape[0], dtype=torch.bool)  # (N_r,)
+    for fake_block, fake_block_radii in zip(fake_features.split(block_size), fake_radii.split(block_size)):
+        distances = _pairwise_distances(fake_block, real_features)  # (B, N_r)
+        fake_covered.append((distances <= real_radii).any(dim=1))  # inside some real ball
+        real_covered |= (distances <= fake_block_radii[:, None]).any(dim=0)  # inside some ball of this fake block
+    # 3. Fractions of covered samples.
+    precision = torch.cat(fake_covered).sum().item() / fake_features.shape[0]
+    recall = real_covered.sum().item() / real_features.shape[0]
+    return precision, recall
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Datasets as torch-fidelity reads them: uint8 (3, H, W) tensors
 
 
@@ -478,28 +566,54 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
+def _pixel_pca(real: Dataset, pca: PixelPCA | None, cache_dir: Path, reference_name: str, batch_size: int) -> PixelPCA:
+    """`pca`, or when None the 64-component PixelPCA of `real`, fitted once and cached under cache_dir."""
+    if pca is not None:
+        return pca
+    pca_path = cache_dir / f"{reference_name}-pixelpca-k64.safetensors"
+    if pca_path.is_file():
+        return PixelPCA.from_state_dict(_load_safetensors(pca_path))
+    loader = DataLoader(real, batch_size=batch_size, shuffle=False, num_workers=0)
+    pca = PixelPCA.fit(loader, num_components=64)
+    save_safetensors(pca_path, pca.state_dict())
+    return pca
+
+
+def _real_pca_features(
+    real: Dataset, pca: PixelPCA, batch_size: int, indices: Sequence[int] | None = None
+) -> torch.Tensor:
+    """(N, k) PixelPCA features of the real images (those at `indices`, or all). They are quantised to uint8 like
+    the generated ones, so that real images given as fakes give pca_fd = 0 and precision = recall = 1."""
+    images = _Uint8Images(real, indices)
+    return torch.cat([pca.features(batch) for batch in _uint8_batches(images, batch_size)])
+
+
 def _real_pca_statistics(
-    real: Dataset, pca: PixelPCA | None, cache_dir: Path, reference_name: str, batch_size: int
-) -> tuple[PixelPCA, torch.Tensor, torch.Tensor]:
-    """The PixelPCA (fitted on `real` when not given) and the Gaussian statistics of the real images' features,
-    both cached as safetensors under cache_dir, keyed by reference_name (and the PCA's fingerprint)."""
-    if pca is None:
-        pca_path = cache_dir / f"{reference_name}-pixelpca-k64.safetensors"
-        if pca_path.is_file():
-            pca = PixelPCA.from_state_dict(_load_safetensors(pca_path))
-        else:
-            loader = DataLoader(real, batch_size=batch_size, shuffle=False, num_workers=0)
-            pca = PixelPCA.fit(loader, num_components=64)
-            save_safetensors(pca_path, pca.state_dict())
+    real: Dataset, pca: PixelPCA, cache_dir: Path, reference_name: str, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Gaussian statistics of the real images' PixelPCA features (pca_fd), cached as safetensors under
+    cache_dir, keyed by reference_name and the PCA's fingerprint."""
     statistics_path = cache_dir / f"{reference_name}-pixelpca-{pca.fingerprint()}-stat.safetensors"
     if statistics_path.is_file():
         statistics = _load_safetensors(statistics_path)
-        return pca, statistics["mean"], statistics["covariance"]
-    # Real images are quantised to uint8 like the generated ones, so that pca_fd(real, real) = 0.
-    features = torch.cat([pca.features(batch) for batch in _uint8_batches(_Uint8Images(real), batch_size)])
-    mean, covariance = feature_statistics(features, "real features")
+        return statistics["mean"], statistics["covariance"]
+    mean, covariance = feature_statistics(_real_pca_features(real, pca, batch_size), "real features")
     save_safetensors(statistics_path, {"mean": mean, "covariance": covariance})
-    return pca, mean, covariance
+    return mean, covariance
+
+
+def _real_pca_reference_features(
+    real: Dataset, pca: PixelPCA, cache_dir: Path, reference_name: str, num_reference: int, batch_size: int
+) -> torch.Tensor:
+    """The PixelPCA features of the `num_reference` real images of the precision/recall reference set
+    (`prc_reference_indices`, as for prc), cached like `_real_pca_statistics`."""
+    features_path = cache_dir / f"{reference_name}-prc{num_reference}-pixelpca-{pca.fingerprint()}-features.safetensors"
+    if features_path.is_file():
+        return _load_safetensors(features_path)["features"]
+    indices = prc_reference_indices(len(real), num_reference)
+    features = _real_pca_features(real, pca, batch_size, indices)  # (num_reference, k)
+    save_safetensors(features_path, {"features": features})
+    return features
 
 
 def compute_metrics(
@@ -521,27 +635,27 @@ def compute_metrics(
     save_cpu_ram: bool = False,
     verbose: bool = False,
 ) -> dict:
-    """FID, Inception Score, precision/recall/F-score (torch-fidelity) and pca_fd of generated images.
+    """FID, Inception Score, precision/recall/F-score (torch-fidelity), pca_fd and pca_prc of generated images.
 
     Args:
         fake: generated images, a uint8 (N, 3, H, W) tensor or a Dataset of uint8 (3, H, W) tensors.
         real: the training Dataset: float (3, H, W) items in [−1, 1] (or (image, label) pairs), converted to uint8
             with `images_to_uint8` for torch-fidelity.
-        metrics: a subset of METRICS = ("fid", "isc", "prc", "pca_fd").
+        metrics: a subset of METRICS = ("fid", "isc", "prc", "pca_fd", "pca_prc").
         cache_dir: torch-fidelity's cache_root, and where the PixelPCA and its statistics are cached; created.
         reference_name: names the cache entries of `real`; must identify the dataset and resolution (e.g.
             "cifar10-train-32"), since a cache hit is trusted without looking at `real`.
-        pca: the PixelPCA of pca_fd; None fits 64 components on `real` once and caches them.
+        pca: the PixelPCA of pca_fd and pca_prc; None fits 64 components on `real` once and caches them.
         inception_weights / vgg_weights: local weight files of torch-fidelity's Inception-v3 (FID, IS) and VGG16
             (precision/recall); None looks in torch hub's cache, then downloads once (see `resolve_weights`).
         batch_size: images per forward pass (torch-fidelity's batch_size) and per PCA batch.
         device: "cpu", "cuda" or "cuda:N" for torch-fidelity's feature extractor (the PCA runs on the CPU).
         feature_extractor: a torch-fidelity extractor name to use for all of fid, isc and prc instead of the defaults
             (Inception-v3 for fid and isc, VGG16 for prc); its default feature layer for each metric is used.
-        prc_neighborhood: k of the k-NN balls of precision/recall (the paper: 3).
-        prc_num_real: how many training images form the precision/recall reference set; None = as many as there
-            are generated images (Kynkänniemi et al. compare equal-sized sets; the radii depend on the set sizes).
-            The subset is `prc_reference_indices`: fixed, so that its features are cached once.
+        prc_neighborhood: k of the k-NN balls of precision/recall, prc and pca_prc (the paper: 3).
+        prc_num_real: how many training images form the precision/recall reference set of prc and pca_prc; None =
+            as many as there are generated images (Kynkänniemi et al. compare equal-sized sets; the radii depend on
+            the set sizes). The subset is `prc_reference_indices`: fixed, so that its features are cached once.
         download_timeout: socket timeout in seconds of a weight download.
         save_cpu_ram: torch-fidelity's flag: load images in this process instead of 4 DataLoader workers, and
             compute the precision/recall distance matrices in blocks of 10 000 rows. Slower on big sets, faster on
@@ -549,15 +663,18 @@ def compute_metrics(
         verbose: torch-fidelity's progress output on stderr.
 
     Returns:
-        A flat dict: "fid", "isc_mean", "isc_std", "precision", "recall", "f_score", "pca_fd" for the requested
-        metrics that could be computed, "num_fake", "num_real", and "unavailable": {metric: reason} for those whose
-        extractor weights could not be had (their keys are then absent).
+        A flat dict: "fid", "isc_mean", "isc_std", "precision", "recall", "f_score", "pca_fd", "pca_precision",
+        "pca_recall", "pca_f_score" for the requested metrics that could be computed, "num_fake", "num_real", and
+        "unavailable": {metric: reason} for those whose extractor weights could not be had (their keys are then
+        absent). pca_prc's three are `knn_precision_recall` and `f_score` (F_1) on PixelPCA features.
 
     Cache files under cache_dir (torch-fidelity's names are "{cache name}-{extractor}-..."):
         FID: "{reference_name}-{extractor}-stat-fid-{layer}.pt" (μ, Σ of the full real set; with it present the real
         set is not read again) and "{reference_name}-{extractor}-features-{layer}.pt" (its features, written once).
         prc: "{reference_name}-prc{n}-{extractor}-features-{layer}.pt" (features of the n-image reference subset).
-        pca_fd: "{reference_name}-pixelpca-k64.safetensors", "{reference_name}-pixelpca-{fingerprint}-stat.safetensors".
+        pca_fd: "{reference_name}-pixelpca-k64.safetensors" (the PCA, when not given),
+        "{reference_name}-pixelpca-{fingerprint}-stat.safetensors" (μ, Σ of the full real set's features).
+        pca_prc: the same PCA, "{reference_name}-prc{n}-pixelpca-{fingerprint}-features.safetensors".
     """
     # 1. Validate everything before any long computation.
     metrics = _check_metrics(metrics)
@@ -588,7 +705,7 @@ def compute_metrics(
         raise ValueError(
             f"the Inception Score averages over 10 splits of fake, which must hold ≥ 10 images, got {num_fake}"
         )
-    if "prc" in metrics:
+    if "prc" in metrics or "pca_prc" in metrics:
         if prc_num_real is None:
             prc_num_real = min(num_fake, num_real)
         _check_positive_int(prc_num_real, "prc_num_real", prc_neighborhood + 1)
@@ -649,14 +766,22 @@ def compute_metrics(
         if name == "prc":
             results["f_score"] = f_score(results["precision"], results["recall"])
 
-    # 3. pca_fd: Fréchet distance of PixelPCA features, real statistics cached.
-    if "pca_fd" in metrics:
-        pca, real_mean, real_covariance = _real_pca_statistics(real, pca, cache_dir, reference_name, batch_size)
+    # 3. The offline metrics, on PixelPCA features: pca_fd, the Fréchet distance to the full real set's cached
+    #    statistics; pca_prc, k-NN precision/recall against the same reference subset as prc.
+    if "pca_fd" in metrics or "pca_prc" in metrics:
+        pca = _pixel_pca(real, pca, cache_dir, reference_name, batch_size)
         fake_features = torch.cat([pca.features(batch) for batch in _uint8_batches(fake_dataset, batch_size)])
+    if "pca_fd" in metrics:
+        real_mean, real_covariance = _real_pca_statistics(real, pca, cache_dir, reference_name, batch_size)
         fake_mean, fake_covariance = feature_statistics(fake_features, "fake features")
         results["pca_fd"] = float(frechet_distance(real_mean, real_covariance, fake_mean, fake_covariance))
+    if "pca_prc" in metrics:
+        real_features = _real_pca_reference_features(real, pca, cache_dir, reference_name, prc_num_real, batch_size)
+        precision, recall = knn_precision_recall(real_features, fake_features, k=prc_neighborhood)
+        results.update(pca_precision=precision, pca_recall=recall, pca_f_score=f_score(precision, recall))
 
-    order = ("fid", "isc_mean", "isc_std", "precision", "recall", "f_score", "pca_fd")
+    order = ("fid", "isc_mean", "isc_std", "precision", "recall", "f_score")  # torch-fidelity's
+    order += ("pca_fd", "pca_precision", "pca_recall", "pca_f_score")  # the offline ones
     return {
         **{key: results[key] for key in order if key in results},
         "num_fake": num_fake,

@@ -1,4 +1,5 @@
-"""Evaluation metrics: F-score, PixelPCA and pca_fd against brute-force and closed-form references, and
+"""Evaluation metrics: F-score, PixelPCA, pca_fd and pca_prc against brute-force and closed-form references (and
+pca_prc's precision/recall against torch-fidelity's own code on the same features), and
 compute_metrics end to end through torch-fidelity with a small registered feature extractor (the real Inception and
 VGG16 weights cannot be downloaded in CI)."""
 
@@ -25,6 +26,7 @@ from sdmlib.metrics import (
     compute_metrics,
     f_score,
     images_to_uint8,
+    knn_precision_recall,
     pca_frechet_distance,
     prc_reference_indices,
     resolve_weights,
@@ -247,6 +249,125 @@ def test_pca_frechet_distance_identity_symmetry_and_errors():
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# knn_precision_recall
+
+
+def dense_precision_recall(real_features, fake_features, k):
+    """Reference for Kynkänniemi et al.'s precision and recall: full distance matrices from coordinate differences,
+    each point's own entry dropped, rows sorted."""
+
+    def radii(points):  # (N, d) → (N,)
+        distances = (points[:, None] - points[None]).square().sum(-1).sqrt()  # (N, N)
+        others = distances[~torch.eye(len(points), dtype=torch.bool)].view(len(points), -1)  # (N, N − 1)
+        return others.sort(dim=1).values[:, k - 1]
+
+    cross = (fake_features[:, None] - real_features[None]).square().sum(-1).sqrt()  # (N_f, N_r)
+    precision = (cross <= radii(real_features)).any(dim=1).sum().item() / len(fake_features)
+    recall = (cross.T <= radii(fake_features)).any(dim=1).sum().item() / len(real_features)
+    return precision, recall
+
+
+def random_feature_sets(seed, num_real=50, num_fake=37, dim=5):
+    generator = torch.Generator().manual_seed(seed)
+    real = torch.randn(num_real, dim, dtype=F64, generator=generator)
+    fake = 1.3 * torch.randn(num_fake, dim, dtype=F64, generator=generator) + 0.4
+    return real, fake
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 37, 50, 1024])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_knn_precision_recall_matches_dense_reference(k, block_size):
+    real, fake = random_feature_sets(seed=20 + k)
+    expected = dense_precision_recall(real, fake, k)
+    assert knn_precision_recall(real, fake, k=k, block_size=block_size) == expected
+    assert 0 < expected[0] < 1 and 0 < expected[1] < 1  # neither trivial end
+    # float32 features give the same fractions: they are cast to float64 before any distance.
+    assert knn_precision_recall(real.float(), fake.float(), k=k, block_size=block_size) == dense_precision_recall(
+        real.float().to(F64), fake.float().to(F64), k
+    )
+
+
+@pytest.mark.parametrize("block_size", [1, 16, 1024])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_knn_precision_recall_with_duplicates_and_ties(k, block_size):
+    """Integer lattice points: many duplicates (neighbours at distance 0) and many samples exactly on a ball's edge,
+    where ≤ decides; the distances are exact in float64, so the counts must agree exactly, also with the loop
+    reference used for torch-fidelity's prc below."""
+    generator = torch.Generator().manual_seed(30 + k)
+    real = torch.randint(0, 4, (60, 2), generator=generator).to(F64)
+    fake = torch.randint(1, 6, (45, 2), generator=generator).to(F64)
+    expected = dense_precision_recall(real, fake, k)
+    assert knn_precision_recall(real, fake, k=k, block_size=block_size) == expected
+    loop_precision, loop_recall = brute_force_precision_recall(fake, real, k)
+    assert expected == (pytest.approx(loop_precision, abs=1e-12), pytest.approx(loop_recall, abs=1e-12))
+    assert 0 < expected[0] < 1 and 0 < expected[1] <= 1
+
+
+def test_knn_precision_recall_counts_the_edge_of_a_ball_as_inside():
+    """Real points 0, 1, 2, 3 on a line, k = 1: every ball has radius 1. A fake point at 4 lies on the edge of 3's
+    ball (inside, by ≤); one at 4.5 lies outside all. Fake points 0, 0.5 and 4, k = 1: radii 0.5, 0.5, 3.5."""
+    real = torch.tensor([[0.0], [1.0], [2.0], [3.0]], dtype=F64)
+    assert knn_precision_recall(real, torch.tensor([[4.0], [4.5]], dtype=F64), k=1)[0] == 0.5
+    fake = torch.tensor([[0.0], [0.5], [4.0]], dtype=F64)
+    # Real 0 and 1 lie in 0's and 0.5's balls; 1, 2 and 3 in 4's ball of radius 3.5; all fakes in real balls.
+    assert knn_precision_recall(real, fake, k=1) == (1.0, 1.0)
+    assert knn_precision_recall(real, fake[:2], k=1) == (1.0, 0.5)  # radii 0.5: real 0 and 1 only
+
+
+def test_knn_precision_recall_geometric_cases():
+    real, _ = random_feature_sets(seed=40, num_real=100)
+    assert knn_precision_recall(real, real.clone()) == (1.0, 1.0)  # identical sets
+    assert knn_precision_recall(real, real + 100.0) == (0.0, 0.0)  # fake far away
+    # Fake collapsed onto 5 real points, 20 copies each: all inside the real balls, and, with k = 3 < 19 copies,
+    # every fake ball has radius 0, so only the 5 real points themselves are covered.
+    collapsed = real[:5].repeat(20, 1)
+    assert knn_precision_recall(real, collapsed, k=3) == (1.0, 0.05)
+    # Fake spread over the same distribution but half the size of the cloud: high precision, lower recall.
+    generator = torch.Generator().manual_seed(41)
+    narrow = 0.3 * torch.randn(100, 5, dtype=F64, generator=generator)
+    precision, recall = knn_precision_recall(real, narrow, k=3)
+    assert precision > 0.9 and recall < 0.5 * precision
+
+
+def test_knn_precision_recall_equals_torch_fidelity():
+    """torch-fidelity's own prc code on the same feature tensors (features_1 = generated, features_2 = real), both
+    its algorithms: full distance matrices, and the blocks of save_cpu_ram. It averages in float32, to within 1e-7
+    here, far below 1/N."""
+    from torch_fidelity.metric_prc import calculate_precision_recall_full, calculate_precision_recall_part
+
+    real, fake = random_feature_sets(seed=50, num_real=120, num_fake=90, dim=8)
+    lattice_real = torch.randint(0, 4, (60, 2), generator=torch.Generator().manual_seed(51)).to(F64)
+    lattice_fake = torch.randint(1, 6, (45, 2), generator=torch.Generator().manual_seed(52)).to(F64)
+    for real_features, fake_features in [(real, fake), (lattice_real, lattice_fake)]:
+        for k in (1, 3, 5):
+            ours = knn_precision_recall(real_features, fake_features, k=k, block_size=16)
+            full = calculate_precision_recall_full(fake_features, real_features, neighborhood=k, batch_size=10000)
+            blocked = calculate_precision_recall_part(fake_features, real_features, neighborhood=k, batch_size=16)
+            assert ours == (pytest.approx(full[0], abs=1e-7), pytest.approx(full[1], abs=1e-7))
+            assert ours == (pytest.approx(blocked[0], abs=1e-7), pytest.approx(blocked[1], abs=1e-7))
+
+
+def test_knn_precision_recall_rejects_bad_input():
+    real, fake = random_feature_sets(seed=60)
+    cases = [
+        ({"real_features": real[:, 0]}, r"real_features must be an \(N, d\) tensor with d ≥ 1, got shape \(50,\)"),
+        ({"fake_features": fake.tolist()}, r"fake_features must be an \(N, d\) tensor .* got list"),
+        ({"fake_features": fake[:, :3]}, "same feature dimension d, got 5 and 3"),
+        ({"real_features": real[:3]}, "real_features must hold more than k = 3 points .* got 3"),
+        ({"fake_features": fake[:2], "k": 2}, "fake_features must hold more than k = 2 points .* got 2"),
+        ({"real_features": torch.cat([real, torch.full((1, 5), math.nan)])}, "real_features contains non-finite"),
+        ({"k": 0}, "k must be an int ≥ 1, got 0"),
+        ({"k": 2.5}, "k must be an int ≥ 1, got 2.5"),
+        ({"block_size": 0}, "block_size must be an int ≥ 1, got 0"),
+    ]
+    for overrides, message in cases:
+        arguments = {"real_features": real, "fake_features": fake}
+        arguments.update(overrides)
+        with pytest.raises(ValueError, match=message):
+            knn_precision_recall(**arguments)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # compute_metrics end to end, through torch-fidelity with the registered extractor
 
 
@@ -286,13 +407,17 @@ def test_compute_metrics_on_its_own_training_set_gives_zero_distances(real_image
     assert out["unavailable"] == {} and out["num_fake"] == out["num_real"] == 100
     assert abs(out["fid"]) < 1e-6 and abs(out["pca_fd"]) < 1e-9
     assert out["precision"] == out["recall"] == out["f_score"] == 1.0
+    assert out["pca_precision"] == out["pca_recall"] == out["pca_f_score"] == 1.0
     assert 1.0 <= out["isc_mean"] <= 10.0 and out["isc_std"] >= 0  # an IS lies between 1 and the class count
     metric_keys = ["fid", "isc_mean", "isc_std", "precision", "recall", "f_score", "pca_fd"]
+    metric_keys += ["pca_precision", "pca_recall", "pca_f_score"]
     assert list(out) == [*metric_keys, "num_fake", "num_real", "unavailable"]
     # torch-fidelity's cache of the real statistics, and ours.
     assert (tmp_path / f"toy-{EXTRACTOR}-stat-fid-pooled.pt").is_file()
     assert (tmp_path / f"toy-prc100-{EXTRACTOR}-features-pooled.pt").is_file()
-    assert (tmp_path / "toy-pixelpca-k64.safetensors").is_file()
+    pca = PixelPCA.from_state_dict(load_file(tmp_path / "toy-pixelpca-k64.safetensors"))
+    assert (tmp_path / f"toy-pixelpca-{pca.fingerprint()}-stat.safetensors").is_file()
+    assert (tmp_path / f"toy-prc100-pixelpca-{pca.fingerprint()}-features.safetensors").is_file()
 
 
 def test_compute_metrics_distances_grow_with_a_shift(real_images, tmp_path):
@@ -350,6 +475,31 @@ def test_compute_metrics_precision_recall_against_brute_force(real_images, tmp_p
     assert 0 < out["precision"] < 1 and 0 < out["recall"] < 1
 
 
+@pytest.mark.parametrize("num_fake", [60, 100])
+def test_compute_metrics_pca_prc_is_knn_precision_recall_of_pixel_pca_features(real_images, tmp_path, num_fake):
+    """pca_prc end to end with a given PixelPCA: half copies of training images, half shifted, against the reference
+    subset of as many training images (`prc_reference_indices`); the same numbers from knn_precision_recall by
+    hand, and from the cached real features on a second call."""
+    pca = PixelPCA.fit([real_images], num_components=8)
+    half = num_fake // 2
+    fake = images_to_uint8(torch.cat([real_images[:half], real_images[half:num_fake] + 0.3]))
+    kwargs = {"metrics": ["pca_prc"], "cache_dir": tmp_path, "reference_name": "toy", "pca": pca, "batch_size": 32}
+    out = compute_metrics(fake, Images(real_images), **kwargs)
+    assert list(out) == ["pca_precision", "pca_recall", "pca_f_score", "num_fake", "num_real", "unavailable"]
+    assert 0 < out["pca_precision"] < 1 and 0 < out["pca_recall"] < 1 and out["unavailable"] == {}
+    assert out["pca_f_score"] == f_score(out["pca_precision"], out["pca_recall"])
+    subset = prc_reference_indices(100, num_fake)
+    by_hand = knn_precision_recall(pca.features(images_to_uint8(real_images[subset])), pca.features(fake), k=3)
+    assert (out["pca_precision"], out["pca_recall"]) == by_hand
+    cached = tmp_path / f"toy-prc{num_fake}-pixelpca-{pca.fingerprint()}-features.safetensors"
+    assert cached.is_file() and not (tmp_path / "toy-pixelpca-k64.safetensors").exists()  # pca given: not fitted
+    assert compute_metrics(fake, Images(structured_images(100, seed=13)), **kwargs) == out  # a cache hit is trusted
+    # prc_num_real and prc_neighborhood apply to pca_prc as to prc.
+    other = compute_metrics(fake, Images(real_images), prc_num_real=40, prc_neighborhood=5, **kwargs)
+    real_features = pca.features(images_to_uint8(real_images[prc_reference_indices(100, 40)]))
+    assert (other["pca_precision"], other["pca_recall"]) == knn_precision_recall(real_features, pca.features(fake), 5)
+
+
 def test_compute_metrics_reads_real_statistics_from_the_cache(real_images, tmp_path):
     """A cache hit is trusted: with the same reference_name, a different `real` gives the same FID and pca_fd."""
     fake = images_to_uint8(real_images + 0.1)
@@ -377,7 +527,7 @@ def test_compute_metrics_accepts_a_dataset_of_fakes_and_labelled_real_items(real
 
 def test_compute_metrics_without_weights_offline_reports_unavailable(real_images, tmp_path, monkeypatch):
     """No weight files and no network: fid, isc and prc are reported unavailable with what to pass, fast, and
-    pca_fd is still computed."""
+    pca_fd and pca_prc are still computed."""
 
     def offline(url, *args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
@@ -391,6 +541,7 @@ def test_compute_metrics_without_weights_offline_reports_unavailable(real_images
     assert time.perf_counter() - start < 10
     assert set(out["unavailable"]) == {"fid", "isc", "prc"}
     assert {"fid", "isc_mean", "precision"}.isdisjoint(out) and out["pca_fd"] > 0
+    assert 0 < out["pca_precision"] <= 1 and 0 < out["pca_recall"] <= 1
     message = out["unavailable"]["fid"]
     assert message.startswith(f"Inception weights not found at {tmp_path / 'hub' / 'checkpoints'}")
     assert "could not be downloaded" in message and "Name or service not known" in message
@@ -500,7 +651,7 @@ def test_compute_metrics_rejects_bad_input(real_images, tmp_path):
         (
             dict(metrics=("fid", "kid")),
             r"metrics must be a non-empty sequence of names from \('fid', 'isc', 'prc', "
-            r"'pca_fd'\), got \('fid', 'kid'\)",
+            r"'pca_fd', 'pca_prc'\), got \('fid', 'kid'\)",
         ),
         (dict(metrics="fid"), "metrics must be a sequence of names"),
         (dict(fake=real_images), r"fake must be a uint8 \(N, 3, H, W\) tensor .* got dtype torch.float32"),
@@ -521,6 +672,12 @@ def test_compute_metrics_rejects_bad_input(real_images, tmp_path):
             "inception_weights must be the path of an existing file .* got '.*missing.pth'",
         ),
         (dict(metrics=("prc",), prc_num_real=101), r"prc_num_real must be at most len\(real\) = 100, got 101"),
+        (dict(metrics=("pca_prc",), prc_num_real=101), r"prc_num_real must be at most len\(real\) = 100, got 101"),
+        (dict(metrics=("pca_prc",), prc_num_real=3), "prc_num_real must be an int ≥ 4, got 3"),
+        (
+            dict(metrics=("pca_prc",), fake=fake[:3], prc_num_real=10),
+            "precision/recall with prc_neighborhood=3 needs more fake images, got 3",
+        ),
         (dict(metrics=("isc",), fake=fake[:5]), "fake, which must hold ≥ 10 images, got 5"),
         (dict(device="mps"), "device must be 'cpu', 'cuda' or 'cuda:N'"),
         (dict(batch_size=0), "batch_size must be an int ≥ 1, got 0"),
@@ -530,4 +687,4 @@ def test_compute_metrics_rejects_bad_input(real_images, tmp_path):
         arguments.update(overrides)
         with pytest.raises(ValueError, match=message):
             compute_metrics(arguments.pop("fake"), arguments.pop("real"), **arguments)
-    assert METRICS == ("fid", "isc", "prc", "pca_fd")
+    assert METRICS == ("fid", "isc", "prc", "pca_fd", "pca_prc")

@@ -7,35 +7,14 @@ import sys
 from pathlib import Path
 
 import jupytext
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 import sdmlib.train as training
 from sdmlib.config import PROJECT_ROOT, TrainConfig
 
 PARAMS = PROJECT_ROOT / "params"
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SDM_CACHE_DIR", str(tmp_path / "cache"))
-
-
-@pytest.fixture
-def image_folder(tmp_path):
-    """24 small real image files (PNG) with structure: coloured gradients and blocks."""
-    folder = tmp_path / "images"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(24):
-        y, x = np.mgrid[0:32, 0:32]
-        base = rng.uniform(0, 255, 3)
-        image = (base + 3 * x[..., None] * rng.uniform(-1, 1, 3) + 2 * y[..., None] * rng.uniform(-1, 1, 3)) % 256
-        Image.fromarray(image.astype(np.uint8)).save(folder / f"{i:03d}.png")
-    return folder
 
 
 def tiny_config(tmp_path, image_folder, **changes):
@@ -98,7 +77,7 @@ def test_cifar10_file_is_the_default_run():
         ({"train_steps": 0}, "train_steps must be a positive integer, got 0"),
         ({"dataset": "imagenet"}, r"dataset must be one of \('cifar10'"),
         ({"variant": "qdm"}, r"variant must be one of \('sdm', 'hdm'\)"),
-        ({"metrics": ["fid", "kid"]}, r"metrics must be one of \('fid', 'isc', 'prc', 'pca_fd'\), got 'kid'"),
+        ({"metrics": ["fid", "kid"]}, r"metrics must be one of \('fid', 'isc', 'prc', 'pca_fd', 'pca_prc'\), got 'kid'"),
         ({"beta_start": 0.03}, "need 0 < beta_start < beta_end < 1"),
         ({"num_inference_steps": 2000}, "num_inference_steps must be at most"),
         ({"ema_decay": 1.0}, r"ema_decay must lie in \[0, 1\)"),

@@ -1,0 +1,777 @@
+"""Sweeps: a grid of training runs (s0 × variant × seed × dataset), launched through submitit, one results table.
+
+Every grid point is exactly the run `notebooks/train.ipynb` does with those parameters: the sweep executes that
+notebook with papermill (`runner="notebook"`; the executed copy is kept in the run folder as `train.ipynb`), or calls
+the two library functions the notebook calls, `train` and `evaluate_run` (`runner="python"`, no Jupyter kernel).
+Either way a run folder of a sweep has the layout of any other run, and re-running resumes it from its checkpoints.
+
+Execution goes through submitit, whose executors cover a researcher's machines without a scheduler of our own:
+- "local": `submitit.LocalExecutor`, one job per GPU of this machine (CUDA_VISIBLE_DEVICES pinned per job), or
+  `max_parallel` CPU jobs on a machine without GPUs;
+- "slurm": `submitit.AutoExecutor(cluster="slurm")`, one job array with one GPU per run;
+- "debug": `submitit.DebugExecutor`, every run in this process, one after the other (for pdb).
+
+A sweep folder (`output_dir`):
+
+    results.csv           one row per run that ended (finished or failed): parameters, every metric, wall times,
+                          paths relative to the sweep folder, the error of a failed run; rewritten whole and
+                          atomically under a file lock by the job that ends, so a crash never leaves half a table
+    runs/<run_id>/        the run folders (config.json, checkpoints/, train.ipynb, metrics.json, samples_grid.png …)
+    grids/<name>.yaml     a copy of every grid file launched into this folder
+    progress.json         counts and the estimated time left, rewritten while the sweep runs
+    submitit/             each job's pickled call, stdout and stderr
+
+Re-running a sweep skips runs whose row says "finished" and whose metrics.json exists, resumes interrupted runs from
+their last checkpoint (the training loop does that by itself), and retries failed ones (`retry_failed`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import math
+import os
+import platform
+import shutil
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .config import PROJECT_ROOT, TrainConfig, TypedConfig
+from .io import save_json, save_text
+
+EXECUTORS = ("local", "slurm", "debug")
+RUNNERS = ("notebook", "python")
+GRID_AXES = ("dataset", "variant", "s0", "seed")
+TRAIN_NOTEBOOK = PROJECT_ROOT / "notebooks" / "train.ipynb"
+
+# The results table's columns, in order; a row may carry more (a metric added later), appended after these.
+RESULT_COLUMNS = (
+    "run_id",
+    "status",  # finished | failed
+    "dataset",
+    "variant",
+    "s0",
+    "seed",
+    "model_size",
+    "train_steps",
+    "num_eval_samples",
+    "fid",
+    "isc_mean",
+    "isc_std",
+    "precision",
+    "recall",
+    "f_score",
+    "pca_fd",
+    "pca_precision",
+    "pca_recall",
+    "pca_f_score",
+    "unavailable",  # JSON {metric: why it could not be computed}
+    "train_seconds",  # training time summed over all attempts (training.json)
+    "evaluation_seconds",
+    "wall_seconds",  # this attempt, start to end, kernel start-up included
+    "sampling_images_per_second",
+    "device",
+    "run_dir",  # paths relative to the sweep folder
+    "samples_grid",
+    "metrics_json",
+    "notebook",
+    "error",
+    "error_log",
+    "attempt",
+    "finished_at",
+    "host",
+    "grid",
+)
+METRIC_COLUMNS = RESULT_COLUMNS[RESULT_COLUMNS.index("fid") : RESULT_COLUMNS.index("unavailable")]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The grid file and the sweep's own parameters.
+
+
+@dataclass(frozen=True)
+class SweepGrid(TypedConfig):
+    """A grid file in params/: the runs of one figure panel (or one dataset). Each run is the training config of
+    `base` (TrainConfig YAML files, applied in order), updated by `overrides`, at one point of the grid axes."""
+
+    name: str = ""  # names the grid in the results table; "" = the file's stem
+    description: str = ""
+    base: tuple[str, ...] = ()  # TrainConfig YAML files (relative to the repository root), applied in order
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields shared by every run, on top of base
+    dataset: tuple[str, ...] = ("cifar10",)
+    variant: tuple[str, ...] = ("sdm",)
+    s0: tuple[float, ...] = (0.0,)
+    seed: tuple[int, ...] = (0,)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> SweepGrid:
+        """Load a grid file (yaml.safe_load); unknown keys, wrong types and invalid runs are errors."""
+        path = _resolve(path)
+        if not path.is_file():
+            grids = sorted(p.name for p in (PROJECT_ROOT / "params").glob("sweep-*.yaml"))
+            raise FileNotFoundError(f"grid file {str(path)!r} does not exist; the grids in params/: {grids}")
+        grid = cls.load(path)
+        return grid if grid.name else dataclasses.replace(grid, name=path.stem)
+
+    def validate(self) -> None:
+        if os.sep in self.name or "/" in self.name:
+            raise ValueError(f"name must not contain path separators, got {self.name!r}")
+        for axis in GRID_AXES:
+            values = getattr(self, axis)
+            if not values:
+                raise ValueError(f"{axis} must list at least one value, got {list(values)!r}")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{axis} lists a value twice: {list(values)!r}")
+        clashing = sorted(set(self.overrides) & {*GRID_AXES, "output_dir"})
+        if clashing:
+            raise ValueError(
+                f"overrides must not set {clashing}: the grid axes are set per run and output_dir by the sweep"
+            )
+        for path in self.base:
+            if not _resolve(path).is_file():
+                raise ValueError(f"base file {path!r} does not exist (paths are relative to the repository root)")
+
+
+@dataclass(frozen=True)
+class SweepConfig(TypedConfig):
+    """The sweep notebook's parameters: which grid, where, and on what hardware."""
+
+    grid: str = "params/sweep-fig2a.yaml"  # a grid file
+    output_dir: str = "outputs/sweeps/paper"  # the sweep folder, shared by the grids of one study
+    executor: str = "local"  # local | slurm | debug
+    max_parallel: int = 0  # runs at once with the local executor; 0 = one per GPU (1 without a GPU)
+    runner: str = "notebook"  # notebook: papermill notebooks/train.ipynb | python: the library calls it makes
+    retry_failed: bool = True  # run again the runs whose last attempt failed
+    timeout_minutes: int = 1440  # per run; submitit stops a job after this long
+    poll_seconds: float = 10.0  # how often the progress view is refreshed
+    slurm_partition: str = ""  # "" = the cluster's default partition
+    slurm_gpus_per_run: int = 1
+    slurm_cpus_per_run: int = 8
+    slurm_mem_gb: int = 64
+    slurm_array_parallelism: int = 64  # at most this many runs of the job array at once
+    require_all_finished: bool = False  # the notebook raises at the end unless every run finished (CI)
+
+    def validate(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
+        if self.runner not in RUNNERS:
+            raise ValueError(f"runner must be one of {RUNNERS}, got {self.runner!r}")
+        if not self.output_dir:
+            raise ValueError("output_dir must name the sweep folder, got ''")
+        if self.max_parallel < 0:
+            raise ValueError(f"max_parallel must be 0 (one per GPU) or a positive integer, got {self.max_parallel}")
+        for name in ("timeout_minutes", "slurm_cpus_per_run", "slurm_mem_gb", "slurm_array_parallelism"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.slurm_gpus_per_run < 0:
+            raise ValueError(f"slurm_gpus_per_run must be a non-negative integer, got {self.slurm_gpus_per_run}")
+        if not (math.isfinite(self.poll_seconds) and self.poll_seconds > 0):
+            raise ValueError(f"poll_seconds must be a positive number, got {self.poll_seconds!r}")
+
+    @property
+    def sweep_dir(self) -> Path:
+        return _resolve(self.output_dir)
+
+
+def _resolve(path: str | os.PathLike) -> Path:
+    """Relative paths are relative to the repository root, wherever the sweep is started from."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
+
+
+def _for_config(path: Path) -> str:
+    """A path as a config stores it: relative to the repository root when inside it (the folder can move)."""
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    return str(path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The runs of a grid.
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    config: TrainConfig
+
+
+def run_id(dataset: str, variant: str, s0: float, seed: int) -> str:
+    """The run folder's name, as train.ipynb names a run: <dataset>-<variant>-s0_<s0>-seed<seed>."""
+    return f"{dataset}-{variant}-s0_{s0 + 0.0:g}-seed{seed}"  # + 0.0 turns −0.0 into 0.0
+
+
+def grid_runs(grid: SweepGrid, sweep_dir: str | os.PathLike) -> list[Run]:
+    """Every run of `grid`, each config validated before anything starts.
+
+    s0 = 0 is one run, with variant "sdm", whatever the variants: S(0) = I for SDM and HDM alike (eq. 9), so both
+    curves share the DDPM baseline instead of training it twice.
+    """
+    base = TrainConfig.load(*grid.base, **grid.overrides)
+    runs: dict[str, Run] = {}
+    for dataset, variant, s0, seed in itertools.product(grid.dataset, grid.variant, grid.s0, grid.seed):
+        variant = "sdm" if s0 == 0 else variant
+        name = run_id(dataset, variant, s0, seed)
+        if name not in runs:
+            try:
+                config = base.replace(
+                    dataset=dataset,
+                    variant=variant,
+                    s0=s0,
+                    seed=seed,
+                    output_dir=_for_config(Path(sweep_dir) / "runs" / name),
+                )
+            except ValueError as error:
+                raise ValueError(f"grid {grid.name!r}, run {name}: {error}") from error
+            runs[name] = Run(name, config)
+    return list(runs.values())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The results table.
+
+
+class ResultsTable:
+    """results.csv of a sweep: one row per run id, rewritten whole and atomically under an exclusive lock.
+
+    A reader never sees half a table: each update writes a complete new file beside the old one, fsyncs it and
+    renames it over the old one; a process killed mid-write leaves the previous table intact (and a stray
+    temporary file, which is ignored). The lock (flock on a file beside the table) serialises concurrent jobs.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
+
+    def rows(self) -> list[dict[str, str]]:
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def by_run_id(self) -> dict[str, dict[str, str]]:
+        return {row["run_id"]: row for row in self.rows()}
+
+    def record(self, row: Mapping[str, Any]) -> None:
+        """Add `row`, replacing the row of the same run_id if there is one."""
+        if not row.get("run_id"):
+            raise ValueError(f"a results row needs a run_id, got {dict(row)!r}")
+        with self._locked():
+            rows = [r for r in self.rows() if r["run_id"] != row["run_id"]]
+            rows.append({k: _cell(v) for k, v in row.items()})
+            columns = list(RESULT_COLUMNS) + sorted({k for r in rows for k in r} - set(RESULT_COLUMNS))
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            save_text(self.path, text.getvalue())
+
+    @contextlib.contextmanager
+    def _locked(self):
+        import fcntl
+
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, float):
+        return repr(value)  # full precision; str() would do too, repr says so
+    return str(value)
+
+
+def read_results(sweep_dir: str | os.PathLike):
+    """The results table of a sweep folder as a pandas DataFrame (numbers as numbers, empty cells as NaN)."""
+    import pandas as pd
+
+    path = _resolve(sweep_dir) / "results.csv"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: run a sweep into {_resolve(sweep_dir)} first "
+            f"(papermill notebooks/sweep.ipynb out.ipynb -p grid params/sweep-….yaml -p output_dir {sweep_dir})"
+        )
+    text_columns = ("run_id", "status", "dataset", "variant", "model_size", "error", "grid", "unavailable")
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={c: str for c in text_columns})
+    for column in text_columns:
+        if column in frame:
+            frame[column] = frame[column].fillna("")
+    return frame
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One run: the job a sweep submits.
+
+
+def run_one(
+    parameters: Mapping[str, Any], sweep_dir: str, runner: str = "notebook", grid_name: str = ""
+) -> dict[str, Any]:
+    """Train, sample and evaluate one run (resuming it if interrupted) and record its row; returns the row.
+
+    An exception of the run is recorded as a failed row (its traceback in the run folder's error.log) and not
+    raised: the sweep goes on with the other runs. `parameters`: the run's TrainConfig as a mapping (a plain dict
+    pickles between submitit's processes without surprises).
+    """
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
+    config = TrainConfig.from_mapping(parameters)
+    sweep_dir = Path(sweep_dir)
+    table = ResultsTable(sweep_dir / "results.csv")
+    name = config.run_dir.name
+    previous = table.by_run_id().get(name, {})
+    row: dict[str, Any] = {
+        "run_id": name,
+        **{k: getattr(config, k) for k in ("dataset", "variant", "s0", "seed", "model_size", "train_steps")},
+        "num_eval_samples": config.num_eval_samples,
+        "run_dir": _relative(config.run_dir, sweep_dir),
+        "attempt": int(previous.get("attempt") or 0) + 1,
+        "host": platform.node(),
+        "grid": grid_name,
+    }
+    start = time.perf_counter()
+    try:
+        if runner == "notebook":
+            _execute_train_notebook(config)
+        else:
+            from .evaluate import evaluate_run
+            from .train import train
+
+            train(config, progress=False)
+            evaluate_run(config, progress=False)
+        row.update(_finished_fields(config, sweep_dir))
+        row["status"] = "finished"
+        with contextlib.suppress(FileNotFoundError):
+            (config.run_dir / "error.log").unlink()  # an earlier attempt's; this one succeeded
+    except Exception as error:  # noqa: BLE001 (a failed run is data: it is recorded, and the sweep goes on)
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        log = save_text(config.run_dir / "error.log", traceback.format_exc())
+        row.update(status="failed", error=describe_error(error), error_log=_relative(log, sweep_dir))
+    row["wall_seconds"] = time.perf_counter() - start
+    row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if (config.run_dir / "train.ipynb").exists():
+        row["notebook"] = _relative(config.run_dir / "train.ipynb", sweep_dir)
+    table.record(row)
+    return row
+
+
+def _execute_train_notebook(config: TrainConfig) -> None:
+    import papermill
+
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(TRAIN_NOTEBOOK),
+        str(config.run_dir / "train.ipynb"),
+        parameters=config.to_dict(),
+        cwd=str(TRAIN_NOTEBOOK.parent),
+        progress_bar=False,
+    )
+
+
+def _finished_fields(config: TrainConfig, sweep_dir: Path) -> dict[str, Any]:
+    result = json.loads((config.run_dir / "metrics.json").read_text())
+    metrics = result["metrics"]
+    return {
+        **{k: metrics.get(k) for k in METRIC_COLUMNS},
+        "unavailable": metrics.get("unavailable") or {},
+        "train_seconds": result["wall_seconds"]["training"],
+        "evaluation_seconds": result["wall_seconds"]["evaluation"],
+        "sampling_images_per_second": result["sampling"]["images_per_second"],
+        "device": result["sampling"]["device"],
+        "samples_grid": _relative(config.run_dir / "samples_grid.png", sweep_dir),
+        "metrics_json": _relative(config.run_dir / "metrics.json", sweep_dir),
+    }
+
+
+def describe_error(error: BaseException) -> str:
+    """One line: the exception's type and message (for a failed notebook, those of the failing cell)."""
+    ename, evalue = getattr(error, "ename", None), getattr(error, "evalue", None)
+    if ename:  # papermill.PapermillExecutionError: the exception raised inside the notebook
+        return f"{ename}: {evalue} (in notebooks/train.ipynb, cell {getattr(error, 'exec_count', '?')})"
+    message = " ".join(str(error).split())
+    if len(message) > 2000:  # the whole message is in error.log
+        message = message[:2000] + " …"
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _relative(path: Path, start: Path) -> str:
+    return os.path.relpath(Path(path).resolve(), Path(start).resolve())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What is done, what is left.
+
+STATES = ("finished", "failed", "interrupted", "pending")
+
+
+def run_state(run: Run, row: Mapping[str, str] | None) -> str:
+    """finished (row says so and metrics.json exists) | failed (last attempt) | interrupted (started: a config or a
+    checkpoint in its folder) | pending."""
+    if row and row.get("status") == "finished" and (run.config.run_dir / "metrics.json").exists():
+        return "finished"
+    if row and row.get("status") == "failed":
+        return "failed"
+    if (run.config.run_dir / "config.json").exists():
+        return "interrupted"
+    return "pending"
+
+
+def sweep_status(runs: Sequence[Run], sweep_dir: str | os.PathLike):
+    """One row per run of the grid: its state, attempts, last error and metrics (a pandas DataFrame)."""
+    import pandas as pd
+
+    recorded = ResultsTable(Path(sweep_dir) / "results.csv").by_run_id()
+    rows = []
+    for run in runs:
+        row = recorded.get(run.run_id, {})
+        rows.append(
+            {
+                "run_id": run.run_id,
+                "state": run_state(run, row or None),
+                **{k: getattr(run.config, k) for k in GRID_AXES},
+                "attempt": int(row.get("attempt") or 0),
+                "wall_seconds": float(row["wall_seconds"]) if row.get("wall_seconds") else math.nan,
+                "error": row.get("error", ""),
+            }
+        )
+    return pd.DataFrame(rows, columns=["run_id", "state", *GRID_AXES, "attempt", "wall_seconds", "error"])
+
+
+def estimate_seconds_left(durations: Iterable[float], pending: int, running: int, parallel: int) -> float | None:
+    """Time left: the mean duration of the runs that ended so far, times the work left (a running run counts as
+    half done), over the runs that go at once. None until one run has ended."""
+    durations = [d for d in durations if math.isfinite(d) and d > 0]
+    if not durations:
+        return None if pending or running else 0.0
+    mean = sum(durations) / len(durations)
+    return mean * (pending + 0.5 * running) / max(1, min(parallel, pending + running) or 1)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class _Progress:
+    """The progress view: a tqdm bar over ended runs, with running/failed counts and the estimated time left in
+    its postfix; the same numbers in progress.json for a terminal or another notebook to watch."""
+
+    def __init__(self, sweep_dir: Path, total: int, done_before: int, parallel: int, show: bool):
+        from tqdm.auto import tqdm
+
+        self.path = sweep_dir / "progress.json"
+        self.total, self.parallel = total, parallel
+        self.counts = {"finished": 0, "failed": 0, "running": 0, "skipped": done_before}
+        self.durations: list[float] = []
+        self.bar = tqdm(
+            total=total,
+            initial=done_before,
+            desc="sweep",
+            unit="run",
+            disable=not show,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}{postfix}]",
+        )
+
+    def update(self, *, running: int, ended: Sequence[Mapping[str, Any]] = ()) -> None:
+        for row in ended:
+            self.counts[row["status"]] += 1
+            if row["status"] == "finished":
+                self.durations.append(float(row.get("wall_seconds") or math.nan))
+        self.counts["running"] = running
+        ended_total = self.counts["finished"] + self.counts["failed"] + self.counts["skipped"]
+        pending = self.total - ended_total - running
+        left = estimate_seconds_left(self.durations, pending, running, self.parallel)
+        self.bar.set_postfix_str(
+            f"running {running}, failed {self.counts['failed']}, left ≈ {format_duration(left)}", refresh=False
+        )
+        self.bar.update(len(ended))
+        self.bar.refresh()
+        save_json(
+            self.path,
+            {
+                "total": self.total,
+                **self.counts,
+                "pending": pending,
+                "seconds_left_estimate": left,
+                "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Launching.
+
+
+@dataclass
+class SweepReport:
+    """What a call of `run_sweep` did: run ids per outcome, and its wall time."""
+
+    finished: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.finished)} finished, {len(self.failed)} failed, {len(self.skipped)} skipped "
+            f"(done before) in {format_duration(self.seconds)}"
+        )
+
+
+def run_sweep(config: SweepConfig, *, progress: bool = True) -> SweepReport:
+    """Run the grid of `config.grid` into `config.sweep_dir` (see the module docstring); returns what happened."""
+    grid = SweepGrid.read(config.grid)
+    sweep_dir = config.sweep_dir
+    runs = grid_runs(grid, sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_resolve(config.grid), _ensure_dir(sweep_dir / "grids") / f"{grid.name}.yaml")
+    return launch(runs, config, grid_name=grid.name, progress=progress)
+
+
+def _ensure_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def launch(runs: Sequence[Run], config: SweepConfig, *, grid_name: str = "", progress: bool = True) -> SweepReport:
+    """Submit the runs of `runs` that are not finished (nor failed, unless `retry_failed`) to the executor of
+    `config`, show progress until they end, and return the report. Rows are recorded by the jobs themselves; a job
+    that dies without recording (killed, out of memory, timed out) is recorded here as failed."""
+    start = time.perf_counter()
+    sweep_dir = config.sweep_dir
+    recorded = ResultsTable(sweep_dir / "results.csv").by_run_id()
+    report = SweepReport()
+    todo = []
+    for run in runs:
+        state = run_state(run, recorded.get(run.run_id))
+        if state == "finished" or (state == "failed" and not config.retry_failed):
+            report.skipped.append(run.run_id)
+        else:
+            todo.append(run)
+    todo = _prepare_data(todo, sweep_dir, grid_name, report)
+
+    slots = _local_slots(config.max_parallel) if config.executor == "local" else [None]
+    parallel = len(slots) if config.executor == "local" else config.slurm_array_parallelism
+    view = _Progress(sweep_dir, len(runs), len(report.skipped), parallel, progress)
+    view.update(running=0, ended=[{"status": "failed", "wall_seconds": 0}] * len(report.failed))
+    try:
+        if config.executor == "local":
+            ended = _launch_local(todo, config, slots, grid_name, view)
+        else:
+            ended = _launch_batch(todo, config, grid_name, view)
+    finally:
+        view.close()
+    for row in ended:
+        (report.finished if row["status"] == "finished" else report.failed).append(row["run_id"])
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _prepare_data(runs: list[Run], sweep_dir: Path, grid_name: str, report: SweepReport) -> list[Run]:
+    """Build (download) each dataset and cache its principal axis once, here, before parallel jobs would race to
+    download it; the runs of a dataset that cannot be had are recorded as failed, with the reason."""
+    from .train import principal_axis_for
+
+    ready = []
+    errors: dict[tuple, str] = {}
+    for run in runs:
+        key = (run.config.dataset, run.config.data_root, run.config.image_size)
+        if key not in errors:
+            try:
+                principal_axis_for(run.config, progress=False)
+                errors[key] = ""
+            except Exception as error:  # noqa: BLE001 (recorded per run below)
+                errors[key] = describe_error(error)
+        if errors[key]:
+            ResultsTable(sweep_dir / "results.csv").record(
+                {
+                    "run_id": run.run_id,
+                    "status": "failed",
+                    **{k: getattr(run.config, k) for k in GRID_AXES},
+                    "error": errors[key],
+                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "grid": grid_name,
+                }
+            )
+            report.failed.append(run.run_id)
+        else:
+            ready.append(run)
+    return ready
+
+
+def _local_slots(max_parallel: int) -> list[int | None]:
+    """The GPU of each concurrent local job (one job per GPU), or None per CPU job when there is no GPU."""
+    import torch
+
+    gpus = list(range(torch.cuda.device_count()))
+    if gpus:
+        if max_parallel > len(gpus):
+            raise ValueError(
+                f"max_parallel must be at most the number of GPUs ({len(gpus)}) with executor 'local', "
+                f"got {max_parallel}; use 0 for one run per GPU"
+            )
+        return gpus[: max_parallel or len(gpus)]
+    return [None] * (max_parallel or 1)
+
+
+def _launch_local(
+    runs: Sequence[Run], config: SweepConfig, slots: list[int | None], grid_name: str, view: _Progress
+) -> list[dict]:
+    """submitit's LocalExecutor starts every job it is given at once and gives each the same GPUs, so the grid is
+    fed to one executor per GPU, a run whenever that GPU's previous run has ended."""
+    import submitit
+
+    cpu_threads = max(1, (os.cpu_count() or 1) // len(slots))
+    executors = []
+    for gpu in slots:
+        executor = submitit.LocalExecutor(folder=config.sweep_dir / "submitit" / "%j")
+        if gpu is None:
+            executor.update_parameters(timeout_min=config.timeout_minutes, setup=[_threads(cpu_threads)])
+        else:
+            executor.update_parameters(timeout_min=config.timeout_minutes, gpus_per_node=1, visible_gpus=(gpu,))
+        executors.append(executor)
+
+    pending = list(runs)
+    in_flight: dict[int, tuple[Run, Any]] = {}  # slot -> (run, job)
+    ended: list[dict] = []
+    try:
+        while pending or in_flight:
+            just_ended = []
+            for slot, (run, job) in list(in_flight.items()):
+                if job.done():
+                    just_ended.append(_job_row(run, job, config.sweep_dir, grid_name))
+                    del in_flight[slot]
+            for slot in range(len(slots)):
+                if slot not in in_flight and pending:
+                    run = pending.pop(0)
+                    job = executors[slot].submit(
+                        run_one, run.config.to_dict(), str(config.sweep_dir), config.runner, grid_name
+                    )
+                    in_flight[slot] = (run, job)
+            ended += just_ended
+            view.update(running=len(in_flight), ended=just_ended)
+            if in_flight:
+                time.sleep(config.poll_seconds)
+    except BaseException:
+        for run, job in in_flight.values():  # an interrupted sweep stops its jobs; re-running resumes them
+            with contextlib.suppress(Exception):
+                job.cancel(check=False)
+        raise
+    return ended
+
+
+def _threads(count: int) -> str:
+    return f"export OMP_NUM_THREADS={count} MKL_NUM_THREADS={count}"
+
+
+def _launch_batch(runs: Sequence[Run], config: SweepConfig, grid_name: str, view: _Progress) -> list[dict]:
+    """SLURM: one job array (one GPU per run); debug: every run in this process as its result is asked for."""
+    import submitit
+
+    folder = config.sweep_dir / "submitit" / "%j"
+    if config.executor == "slurm":
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        executor.update_parameters(**slurm_parameters(config))
+    else:
+        executor = submitit.DebugExecutor(folder=folder)
+    arguments = [(run.config.to_dict(), str(config.sweep_dir), config.runner, grid_name) for run in runs]
+    jobs = executor.map_array(run_one, *zip(*arguments)) if runs else []
+    if config.executor == "slurm" and jobs:
+        print(
+            f"submitted a SLURM array of {len(jobs)} runs: job {jobs[0].job_id.split('_')[0]}; logs in {folder.parent}"
+        )
+    waiting = dict(zip(range(len(runs)), zip(runs, jobs)))
+    ended: list[dict] = []
+    while waiting:
+        just_ended = []
+        for index, (run, job) in list(waiting.items()):
+            if config.executor == "debug" or job.done():  # debug jobs run when their result is asked for
+                just_ended.append(_job_row(run, job, config.sweep_dir, grid_name))
+                del waiting[index]
+                if config.executor == "debug":
+                    break
+        ended += just_ended
+        running = sum(job.state == "RUNNING" for _, job in waiting.values()) if config.executor == "slurm" else 0
+        view.update(running=running, ended=just_ended)
+        if waiting and config.executor == "slurm":
+            time.sleep(config.poll_seconds)
+    return ended
+
+
+def slurm_parameters(config: SweepConfig) -> dict[str, Any]:
+    """submitit AutoExecutor parameters of one run: one task on one node with its GPUs, CPUs and memory."""
+    parameters = dict(
+        name="sdm-sweep",
+        timeout_min=config.timeout_minutes,
+        nodes=1,
+        tasks_per_node=1,
+        gpus_per_node=config.slurm_gpus_per_run,
+        cpus_per_task=config.slurm_cpus_per_run,
+        mem_gb=config.slurm_mem_gb,
+        slurm_array_parallelism=config.slurm_array_parallelism,
+    )
+    if config.slurm_partition:
+        parameters["slurm_partition"] = config.slurm_partition
+    return parameters
+
+
+def _job_row(run: Run, job, sweep_dir: Path, grid_name: str) -> dict:
+    """The row a job recorded, or, if the job died before recording one, a failed row recorded here."""
+    try:
+        return job.result()
+    except Exception as error:  # noqa: BLE001 (the job itself failed: killed, timed out, out of memory)
+        row = {
+            "run_id": run.run_id,
+            "status": "failed",
+            **{k: getattr(run.config, k) for k in GRID_AXES},
+            "error": f"job {job.job_id} ended without a result: {describe_error(error)}",
+            "error_log": _relative(Path(str(job.paths.stderr)), sweep_dir) if hasattr(job, "paths") else "",
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "grid": grid_name,
+        }
+        ResultsTable(sweep_dir / "results.csv").record(row)
+        return row
+
+
+__all__ = [
+    "EXECUTORS",
+    "RESULT_COLUMNS",
+    "RUNNERS",
+    "ResultsTable",
+    "Run",
+    "SweepConfig",
+    "SweepGrid",
+    "SweepReport",
+    "estimate_seconds_left",
+    "grid_runs",
+    "launch",
+    "read_results",
+    "run_id",
+    "run_one",
+    "run_state",
+    "run_sweep",
+    "slurm_parameters",
+    "sweep_status",
+]

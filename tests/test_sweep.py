@@ -1,0 +1,335 @@
+"""Sweeps: grid files, the results table under crashes, skip / resume / retry, failures recorded, the executors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import sdmlib.io
+import sdmlib.sweep as sweep
+import sdmlib.train as training
+from sdmlib.config import PROJECT_ROOT, TrainConfig
+from sdmlib.sweep import ResultsTable, SweepConfig, SweepGrid, grid_runs, run_one, run_sweep, sweep_status
+
+PARAMS = PROJECT_ROOT / "params"
+TINY = {  # a run of seconds on CPU, on the image folder of conftest.py
+    "dataset": "folder",
+    "image_size": 32,
+    "model_size": "tiny",
+    "train_steps": 4,
+    "batch_size": 4,
+    "lr_warmup_steps": 1,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "num_workers": 0,
+    "num_inference_steps": 3,
+    "num_eval_samples": 8,
+    "eval_batch_size": 8,
+    "num_grid_samples": 4,
+    "pca_components": 4,
+    "metrics": ["pca_fd"],
+}
+
+
+def write_grid(tmp_path, image_folder, name="tiny", **axes) -> Path:
+    """A grid file whose base is a tiny-run YAML file, as a researcher would write them."""
+    base = tmp_path / "tiny.yaml"
+    base.write_text(yaml.safe_dump({**TINY, "data_root": str(image_folder)}))
+    grid = {"name": name, "base": [str(base)], "variant": ["sdm"], "s0": [-0.5, 0.0, 0.5], "seed": [0], **axes}
+    grid.setdefault("dataset", ["folder"])
+    path = tmp_path / f"sweep-{name}.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def sweep_config(grid: Path, sweep_dir: Path, **changes) -> SweepConfig:
+    values = {"grid": str(grid), "output_dir": str(sweep_dir), "executor": "debug", "runner": "python"}
+    return SweepConfig.from_mapping({**values, "poll_seconds": 0.2, **changes})
+
+
+# -- grid files ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(PARAMS.glob("sweep-*.yaml")), ids=lambda p: p.name)
+def test_every_grid_in_params_loads_and_its_runs_validate(path):
+    grid = SweepGrid.read(path)
+    runs = grid_runs(grid, "outputs/sweeps/check")
+    assert 0.0 in grid.s0, "every grid carries the DDPM baseline s0 = 0"
+    assert all(-1 <= s0 <= 1 for s0 in grid.s0)
+    assert len({run.run_id for run in runs}) == len(runs)
+    assert all(run.config.run_dir == PROJECT_ROOT / "outputs/sweeps/check/runs" / run.run_id for run in runs)
+
+
+def test_paper_grids_cover_the_figure_panels():
+    fig2a = SweepGrid.read(PARAMS / "sweep-fig2a.yaml")
+    assert fig2a.dataset == ("cifar10",) and fig2a.variant == ("sdm",) and len(fig2a.seed) >= 3
+    fig2bc = SweepGrid.read(PARAMS / "sweep-fig2bc.yaml")
+    assert set(fig2bc.variant) == {"sdm", "hdm"} and len(fig2bc.seed) == 1
+    assert SweepGrid.read(PARAMS / "sweep-fig2d.yaml").dataset == ("cifar100",)
+    fig2e = SweepGrid.read(PARAMS / "sweep-fig2e.yaml")
+    assert fig2e.dataset == ("celeba64",) and grid_runs(fig2e, "x")[0].config.image_size == 64
+    smoke = SweepGrid.read(PARAMS / "sweep-smoke.yaml")
+    assert len(smoke.s0) == 3 and len(smoke.seed) == 1
+    assert {run.config.model_size for run in grid_runs(smoke, "x")} == {"tiny"}
+
+
+def test_s0_zero_is_one_shared_baseline_run():
+    grid = SweepGrid.from_mapping({"variant": ["sdm", "hdm"], "s0": [-0.5, 0.0, 0.5], "seed": [0, 1]})
+    ids = [run.run_id for run in grid_runs(grid, "x")]
+    assert len(ids) == 2 * 5
+    assert "cifar10-sdm-s0_0-seed1" in ids and not any("hdm-s0_0-" in i for i in ids)
+    assert sweep.run_id("cifar10", "sdm", -0.0, 0) == sweep.run_id("cifar10", "sdm", 0.0, 0)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"s0s": [0.0]}, "unknown parameter(s) ['s0s']"),
+        ({"s0": ["strong"]}, "s0[0] must be a number, got 'strong'"),
+        ({"seed": [0, 0]}, "seed lists a value twice"),
+        ({"variant": []}, "variant must list at least one value"),
+        ({"overrides": {"s0": 0.3}}, "overrides must not set ['s0']"),
+        ({"overrides": {"output_dir": "x"}}, "overrides must not set ['output_dir']"),
+        ({"base": ["params/nonexistent.yaml"]}, "base file 'params/nonexistent.yaml' does not exist"),
+        ({"overrides": 3}, "overrides must be a mapping"),
+    ],
+)
+def test_bad_grid_is_refused_with_a_message_naming_it(values, message):
+    with pytest.raises(ValueError) as error:
+        SweepGrid.from_mapping(values)
+    assert message in str(error.value)
+
+
+def test_a_run_the_grid_makes_invalid_is_refused_before_anything_runs():
+    grid = SweepGrid.from_mapping({"name": "bad", "dataset": ["imagenet"]})
+    with pytest.raises(ValueError, match=r"grid 'bad', run imagenet-sdm-s0_0-seed0: dataset must be one of"):
+        grid_runs(grid, "x")
+    with pytest.raises(FileNotFoundError, match="sweep-fig2a.yaml"):  # lists the grids there are
+        SweepGrid.read("params/sweep-typo.yaml")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"executor": "kubernetes"}, "executor must be one of ('local', 'slurm', 'debug'), got 'kubernetes'"),
+        ({"runner": "bash"}, "runner must be one of"),
+        ({"max_parallel": -1}, "max_parallel must be 0"),
+        ({"retry_failed": "yes"}, "retry_failed must be true or false, got 'yes'"),
+        ({"poll_seconds": 0}, "poll_seconds must be a positive number"),
+    ],
+)
+def test_bad_sweep_parameters_are_refused(values, message):
+    with pytest.raises(ValueError) as error:
+        SweepConfig.from_mapping(values)
+    assert message in str(error.value)
+
+
+# -- the results table -----------------------------------------------------------------------------------------
+
+
+def test_table_keeps_one_row_per_run_and_all_columns(tmp_path):
+    table = ResultsTable(tmp_path / "results.csv")
+    table.record({"run_id": "a", "status": "failed", "error": "ValueError: boom, with a comma\nand a newline"})
+    table.record({"run_id": "b", "status": "finished", "pca_fd": 1.25, "unavailable": {"fid": "offline"}})
+    table.record({"run_id": "a", "status": "finished", "pca_fd": 0.1 + 0.2, "extra_metric": 7})
+    rows = table.by_run_id()
+    assert list(rows) == ["b", "a"]
+    assert rows["a"]["status"] == "finished" and float(rows["a"]["pca_fd"]) == 0.1 + 0.2  # full precision
+    assert json.loads(rows["b"]["unavailable"]) == {"fid": "offline"}
+    header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert header[: len(sweep.RESULT_COLUMNS)] == list(sweep.RESULT_COLUMNS) and header[-1] == "extra_metric"
+    frame = sweep.read_results(tmp_path)
+    assert frame.pca_fd.tolist() == [1.25, 0.1 + 0.2] and frame.fid.isna().all()
+    with pytest.raises(ValueError, match="needs a run_id"):
+        table.record({"status": "finished"})
+
+
+def test_table_is_unchanged_by_a_crash_in_the_middle_of_a_write(tmp_path, monkeypatch):
+    table = ResultsTable(tmp_path / "results.csv")
+    table.record({"run_id": "a", "status": "finished", "pca_fd": 1.0})
+    before = (tmp_path / "results.csv").read_bytes()
+
+    def crash(descriptor):  # the new table is half on disk when the process "dies"
+        raise OSError("simulated crash before the rename")
+
+    monkeypatch.setattr(sdmlib.io.os, "fsync", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        table.record({"run_id": "b", "status": "finished", "pca_fd": 2.0})
+    assert (tmp_path / "results.csv").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".results.csv.lock", "results.csv"]
+
+
+WRITER = """
+import sys
+from sdmlib.sweep import ResultsTable
+table = ResultsTable(sys.argv[1])
+for i in range(100000):
+    table.record({"run_id": f"run-{i}", "status": "finished", "pca_fd": i, "error": "x" * 100000})
+"""
+
+
+def test_table_survives_a_process_killed_while_writing(tmp_path):
+    """SIGKILL a process that records big rows as fast as it can; every read, before and after, sees whole rows."""
+    path = tmp_path / "results.csv"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
+    try:
+        deadline = time.monotonic() + 120
+        seen = 0
+        while seen < 4 and time.monotonic() < deadline:
+            rows = ResultsTable(path).rows()
+            assert [r["run_id"] for r in rows] == [f"run-{i}" for i in range(len(rows))]
+            seen = len(rows)
+        assert seen >= 4, "the writer did not get going"
+        os.kill(writer.pid, signal.SIGKILL)  # lands, with overwhelming odds, in the middle of a write
+        writer.wait(timeout=30)
+    finally:
+        writer.kill()
+    rows = ResultsTable(path).rows()
+    assert len(rows) >= 4
+    assert [r["run_id"] for r in rows] == [f"run-{i}" for i in range(len(rows))]
+    assert all(len(r["error"]) == 100000 and r["status"] == "finished" for r in rows)
+    table = ResultsTable(path)  # and the table takes new rows afterwards (the dead writer's lock is gone)
+    table.record({"run_id": "after", "status": "failed"})
+    assert table.rows()[-1]["run_id"] == "after"
+
+
+# -- running a grid --------------------------------------------------------------------------------------------
+
+
+def test_sweep_records_failures_skips_finished_resumes_interrupted_and_retries(tmp_path, image_folder, monkeypatch):
+    grid = write_grid(tmp_path, image_folder)
+    sweep_dir = tmp_path / "sweep"
+    config = sweep_config(grid, sweep_dir)
+    runs = {run.run_id: run for run in grid_runs(SweepGrid.read(grid), sweep_dir)}
+    interrupted, conflicting = runs["folder-sdm-s0_-0.5-seed0"], runs["folder-sdm-s0_0.5-seed0"]
+
+    # One run interrupted after its first checkpoint; one run folder holding a run with other parameters.
+    training.train(interrupted.config, progress=False, stop_after_step=2)
+    training.prepare_run_dir(conflicting.config.replace(train_steps=99))
+    states = sweep_status(list(runs.values()), sweep_dir).set_index("run_id").state
+    assert states.to_dict() == {
+        "folder-sdm-s0_-0.5-seed0": "interrupted",
+        "folder-sdm-s0_0-seed0": "pending",
+        "folder-sdm-s0_0.5-seed0": "interrupted",
+    }
+
+    report = run_sweep(config, progress=False)
+    assert sorted(report.finished) == ["folder-sdm-s0_-0.5-seed0", "folder-sdm-s0_0-seed0"]
+    assert report.failed == ["folder-sdm-s0_0.5-seed0"] and report.skipped == []
+    rows = ResultsTable(sweep_dir / "results.csv").by_run_id()
+    failed = rows["folder-sdm-s0_0.5-seed0"]
+    assert failed["status"] == "failed" and failed["error"].startswith("RunFolderConflictError: run folder")
+    assert "train_steps: 99 (recorded) vs 4 (now)" in failed["error"]
+    assert "Traceback" in (sweep_dir / failed["error_log"]).read_text()
+    finished = rows["folder-sdm-s0_-0.5-seed0"]
+    assert finished["status"] == "finished" and float(finished["pca_fd"]) > 0 and finished["error"] == ""
+    assert (sweep_dir / finished["samples_grid"]).is_file() and (sweep_dir / finished["metrics_json"]).is_file()
+    training_record = json.loads((interrupted.config.run_dir / "training.json").read_text())
+    assert training_record["steps"] == 4  # resumed at step 2 and finished, not restarted in a fresh folder
+    assert (sweep_dir / "grids" / "tiny.yaml").is_file()
+    progress = json.loads((sweep_dir / "progress.json").read_text())
+    assert (progress["finished"], progress["failed"], progress["pending"], progress["running"]) == (2, 1, 0, 0)
+
+    # Again, failed runs not retried: nothing trains.
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished or skipped run was trained again")
+
+    monkeypatch.setattr(training, "train", no_training)
+    report = run_sweep(sweep_config(grid, sweep_dir, retry_failed=False), progress=False)
+    assert len(report.skipped) == 3 and report.finished == report.failed == []
+    monkeypatch.undo()
+
+    # The conflict resolved, a retry runs only that run and replaces its row.
+    import shutil
+
+    shutil.rmtree(conflicting.config.run_dir)
+    report = run_sweep(config, progress=False)
+    assert report.finished == ["folder-sdm-s0_0.5-seed0"] and len(report.skipped) == 2
+    row = ResultsTable(sweep_dir / "results.csv").by_run_id()["folder-sdm-s0_0.5-seed0"]
+    assert (row["status"], row["attempt"], row["error"]) == ("finished", "2", "")
+    assert not (conflicting.config.run_dir / "error.log").exists()
+
+
+def test_a_dataset_that_cannot_be_had_fails_its_runs_only(tmp_path, image_folder):
+    grid = write_grid(tmp_path, image_folder, s0=[0.0])
+    spec = yaml.safe_load(grid.read_text())
+    spec["dataset"] = ["folder", "cifar100"]  # no CIFAR-100 here, and no network
+    spec.setdefault("overrides", {})
+    grid.write_text(yaml.safe_dump(spec))
+    report = run_sweep(sweep_config(grid, tmp_path / "sweep"), progress=False)
+    assert report.finished == ["folder-sdm-s0_0-seed0"] and report.failed == ["cifar100-sdm-s0_0-seed0"]
+    error = ResultsTable(tmp_path / "sweep" / "results.csv").by_run_id()["cifar100-sdm-s0_0-seed0"]["error"]
+    assert "cifar100" in error.lower()
+
+
+def test_local_executor_runs_the_grid_in_parallel_jobs(tmp_path, image_folder):
+    """The launcher path: submitit's LocalExecutor, two CPU jobs at once, each a separate process."""
+    grid = write_grid(tmp_path, image_folder, s0=[-0.5, 0.0])
+    sweep_dir = tmp_path / "sweep"
+    report = run_sweep(sweep_config(grid, sweep_dir, executor="local", max_parallel=2), progress=False)
+    assert sorted(report.finished) == ["folder-sdm-s0_-0.5-seed0", "folder-sdm-s0_0-seed0"], report
+    rows = ResultsTable(sweep_dir / "results.csv").rows()
+    assert {row["status"] for row in rows} == {"finished"}
+    assert len({row["host"] for row in rows}) == 1
+    job_logs = list((sweep_dir / "submitit").glob("*/*_log.out"))
+    assert len(job_logs) == 2  # one submitit job per run
+
+
+def test_a_job_that_dies_without_a_result_is_recorded_as_failed(tmp_path):
+    class DeadJob:
+        job_id = "4242"
+
+        def result(self):
+            raise RuntimeError("Job 4242 was killed (out of memory)")
+
+    run = grid_runs(SweepGrid.from_mapping({"s0": [0.3]}), tmp_path)[0]
+    row = sweep._job_row(run, DeadJob(), tmp_path, "g")
+    assert row["status"] == "failed" and "killed (out of memory)" in row["error"] and "job 4242" in row["error"]
+    assert ResultsTable(tmp_path / "results.csv").by_run_id()[run.run_id]["error"] == row["error"]
+
+
+def test_notebook_runner_executes_train_notebook_into_the_run_folder(tmp_path, image_folder):
+    config = TrainConfig.from_mapping(
+        {**TINY, "data_root": str(image_folder), "s0": -0.3, "output_dir": str(tmp_path / "sweep/runs/one")}
+    )
+    row = run_one(config.to_dict(), str(tmp_path / "sweep"), runner="notebook", grid_name="nb")
+    assert row["status"] == "finished", row.get("error")
+    assert row["notebook"] == "runs/one/train.ipynb"
+    executed = json.loads((tmp_path / "sweep" / row["notebook"]).read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert "s0 = -0.3" in "".join(injected[0]["source"])
+
+
+def test_slurm_executor_gets_one_gpu_per_run(tmp_path, monkeypatch):
+    """No cluster here: a stand-in `srun` on PATH lets submitit build the sbatch file, which is checked."""
+    import submitit
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config = SweepConfig.from_mapping({"executor": "slurm", "slurm_partition": "gpu", "timeout_minutes": 90})
+    executor = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="slurm")
+    executor.update_parameters(**sweep.slurm_parameters(config))
+    script = executor._executor._make_submission_file_text("python -m job", "uid")
+    for line in ("--gpus-per-node=1", "--partition=gpu", "--time=90", "--cpus-per-task=8", "--mem=64GB"):
+        assert f"#SBATCH {line}" in script
+
+
+# -- progress --------------------------------------------------------------------------------------------------
+
+
+def test_time_left_estimate():
+    assert sweep.estimate_seconds_left([], pending=3, running=1, parallel=2) is None
+    assert sweep.estimate_seconds_left([], pending=0, running=0, parallel=2) == 0.0
+    # 100 s per run; 3 waiting + one half done, two at a time: 3.5 × 100 / 2
+    assert sweep.estimate_seconds_left([90.0, 110.0], pending=3, running=1, parallel=2) == pytest.approx(175.0)
+    assert sweep.estimate_seconds_left([100.0], pending=1, running=0, parallel=8) == pytest.approx(100.0)
+    assert sweep.format_duration(3725) == "1h02m" and sweep.format_duration(65) == "1m05s"
