@@ -57,7 +57,7 @@ smoke: $(STAMP)
 	$(PAPERMILL) notebooks/sweep.ipynb $(SMOKE)/sweep.ipynb -p grid params/sweep-smoke.yaml -p output_dir $(SMOKE) \
 	  -p poll_seconds 2 -p require_all_finished True
 	$(PAPERMILL) notebooks/figures.ipynb $(SMOKE)/figures.ipynb -p sweep_dir $(SMOKE) -p output_dir $(SMOKE)/figures \
-	  -p main_dataset photos -y 'cross_datasets: [photos, photos]'
+	  -p main_dataset photos -y 'cross_datasets: [photos, photos]' -p fit_half_width 2
 	@echo "smoke figures: $(SMOKE)/figures/"
 
 # A grid of the paper on this machine's GPUs (see the README for SLURM): make sweep GRID=params/sweep-fig2d.yaml

@@ -5,9 +5,10 @@ Layers, by file:
   references for Gaussian data), `drift_study` (the exact moments of the sampler, notebook 03);
 - diffusers: `scheduler` (`SqueezedDDPMScheduler`, the subclass of Appendix A.1), `models` (UNet2DModel),
   `pipeline` (`SqueezedDDPMPipeline`);
-- I/O and runs: `io` (atomic writes), `data` (datasets), `metrics` (FID/IS/PR through torch-fidelity, PCA Fréchet
-  distance), `config` (`TrainConfig`), `train` (training with accelerate), `evaluate` (sampling and metrics.json);
-- `figures` (plots).
+- I/O and runs: `io` (atomic writes), `data` (datasets), `metrics` (FID/IS/PR through torch-fidelity; offline, the
+  Fréchet distance and precision/recall in pixel-PCA space), `config` (`TrainConfig`), `train` (training with
+  accelerate), `evaluate` (sampling and metrics.json), `sweep` (grids of runs through submitit, the results table);
+- `analysis` (curves over s, the quadratic fit of the optimum, the paper-vs-ours table) and `figures` (plots).
 """
 
 from .pca import PrincipalAxis, principal_axis

@@ -265,7 +265,7 @@ def test_a_dataset_that_cannot_be_had_fails_its_runs_only(tmp_path, image_folder
     report = run_sweep(sweep_config(grid, tmp_path / "sweep"), progress=False)
     assert report.finished == ["folder-sdm-s0_0-seed0"] and report.failed == ["cifar100-sdm-s0_0-seed0"]
     error = ResultsTable(tmp_path / "sweep" / "results.csv").by_run_id()["cifar100-sdm-s0_0-seed0"]["error"]
-    assert "cifar100" in error.lower()
+    assert error.startswith("DatasetNotFoundError: CIFAR-100 not found")
 
 
 def test_local_executor_runs_the_grid_in_parallel_jobs(tmp_path, image_folder):
