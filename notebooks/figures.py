@@ -138,48 +138,36 @@ display(panel_a.curve)
 # Fréchet distance, for which *lower* is better; the axis says so.
 
 # %%
-panels_b = [
-    analysis.sweep_panel(
-        results,
-        config.main_dataset,
-        variant,
-        "fid",
-        "pca_fd",
-        seeds=[config.comparison_seed],
-        grid_file=grid_files["2b"],
-        **config.fit_options,
-    )
-    for variant in analysis.VARIANTS
-]
+panels_b = analysis.variant_panels(
+    results,
+    config.main_dataset,
+    "fid",
+    "pca_fd",
+    seeds=[config.comparison_seed],
+    grid_file=grid_files["2b"],
+    **config.fit_options,
+)
 fig = figures.plot_variants_vs_s(panels_b, f"(b) {config.main_dataset}, SDM and HDM, seed {config.comparison_seed}")
 produced["fig2b"] = {
     "files": figures.save_figure_formats(fig, output_path / "fig2b"),
-    "metric": panels_b[0].metric.column,
-    "fallback": panels_b[0].metric.is_fallback,
-    "variants": {panel.variant: analysis.panel_summary(panel) for panel in panels_b},
+    **analysis.variant_panels_summary(panels_b),
 }
 plt.show()
 
 # %%
-panels_c = [
-    analysis.sweep_panel(
-        results,
-        config.main_dataset,
-        variant,
-        "isc_mean",
-        "pca_fd",
-        seeds=[config.comparison_seed],
-        grid_file=grid_files["2c"],
-        **config.fit_options,
-    )
-    for variant in analysis.VARIANTS
-]
+panels_c = analysis.variant_panels(
+    results,
+    config.main_dataset,
+    "isc_mean",
+    "pca_fd",
+    seeds=[config.comparison_seed],
+    grid_file=grid_files["2c"],
+    **config.fit_options,
+)
 fig = figures.plot_variants_vs_s(panels_c, f"(c) {config.main_dataset}, SDM and HDM, seed {config.comparison_seed}")
 produced["fig2c"] = {
     "files": figures.save_figure_formats(fig, output_path / "fig2c"),
-    "metric": panels_c[0].metric.column,
-    "fallback": panels_c[0].metric.is_fallback,
-    "variants": {panel.variant: analysis.panel_summary(panel) for panel in panels_c},
+    **analysis.variant_panels_summary(panels_c),
 }
 plt.show()
 

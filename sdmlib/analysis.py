@@ -534,6 +534,22 @@ def sweep_panel(
     )
 
 
+def variant_panels(
+    frame: pd.DataFrame, dataset: str, preferred: str, fallback: str | None, **options: Any
+) -> list[SweepPanel]:
+    """One `sweep_panel` per variant (SDM, HDM) of `dataset`, as panels 2b and 2c compare them."""
+    return [sweep_panel(frame, dataset, variant, preferred, fallback, **options) for variant in VARIANTS]
+
+
+def variant_panels_summary(panels: Sequence[SweepPanel]) -> dict[str, Any]:
+    """What figures.json records of a panel of several variants: its metric, fallback flag and each fit."""
+    return {
+        "metric": panels[0].metric.column,
+        "fallback": panels[0].metric.is_fallback,
+        "variants": {panel.variant: panel_summary(panel) for panel in panels},
+    }
+
+
 def _empty_runs() -> pd.DataFrame:
     return pd.DataFrame({"s": pd.Series(dtype=float), "seed": pd.Series(dtype=int), "value": pd.Series(dtype=float)})
 
@@ -727,20 +743,6 @@ def _json_number(value: float) -> float | None:
 
 _SOURCE_KEYS = {"title", "authors", "year", "affiliation", "section", "text_file", "language", "note"}
 _SOURCE_REQUIRED = {"title", "authors", "year", "section", "text_file"}
-_RESULT_KEYS = {
-    "panel",
-    "dataset",
-    "variants",
-    "seeds",
-    "metric",
-    "baseline",
-    "best",
-    "best_s",
-    "improvement_pct",
-    "quote",
-    "translation",
-    "note",
-}
 _RESULT_REQUIRED = {
     "panel",
     "dataset",
@@ -753,6 +755,7 @@ _RESULT_REQUIRED = {
     "improvement_pct",
     "quote",
 }
+_RESULT_KEYS = _RESULT_REQUIRED | {"translation", "note"}
 _NUMBER_KEYS = ("baseline", "best", "best_s", "improvement_pct")
 
 
