@@ -28,7 +28,7 @@ import pandas as pd
 import scipy.stats
 import yaml
 
-from .config import PROJECT_ROOT, TypedConfig, _absolute
+from .config import PROJECT_ROOT, TypedConfig, project_path
 from .data import DATASETS
 
 VARIANTS = ("sdm", "hdm")
@@ -994,15 +994,15 @@ class FiguresConfig(TypedConfig):
 
     @property
     def sweep_path(self) -> Path:
-        return _absolute(self.sweep_dir)
+        return project_path(self.sweep_dir)
 
     @property
     def output_path(self) -> Path:
-        return _absolute(self.output_dir)
+        return project_path(self.output_dir)
 
     @property
     def paper_results_path(self) -> Path:
-        return _absolute(self.paper_results)
+        return project_path(self.paper_results)
 
     @property
     def fit_options(self) -> dict[str, Any]:

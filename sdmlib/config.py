@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,15 +193,22 @@ class TrainConfig(TypedConfig):
     @property
     def run_dir(self) -> Path:
         """The run folder, absolute; relative paths are taken from the repository root."""
-        name = self.output_dir or f"outputs/runs/{self.dataset}-{self.variant}-s0_{self.s0:g}-seed{self.seed}"
-        return _absolute(name)
+        return project_path(
+            self.output_dir or f"outputs/runs/{run_name(self.dataset, self.variant, self.s0, self.seed)}"
+        )
 
     @property
     def data_dir(self) -> Path:
-        return _absolute(self.data_root)
+        return project_path(self.data_root)
 
 
-def _absolute(path: str) -> Path:
+def run_name(dataset: str, variant: str, s0: float, seed: int) -> str:
+    """The name of a run's folder: <dataset>-<variant>-s0_<s0>-seed<seed> (a sweep names its runs the same)."""
+    return f"{dataset}-{variant}-s0_{s0 + 0.0:g}-seed{seed}"  # + 0.0 turns −0.0 into 0.0
+
+
+def project_path(path: str | os.PathLike) -> Path:
+    """An absolute path; a relative one is taken from the repository root, wherever the process was started."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
 
@@ -248,4 +256,14 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
     raise TypeError(f"no conversion for field {name} of type {hint}")  # a bug in this module, not in the input
 
 
-__all__ = ["TrainConfig", "TypedConfig", "DATASETS", "MODEL_SIZES", "MIXED_PRECISIONS", "METRIC_NAMES", "PROJECT_ROOT"]
+__all__ = [
+    "TrainConfig",
+    "project_path",
+    "run_name",
+    "TypedConfig",
+    "DATASETS",
+    "MODEL_SIZES",
+    "MIXED_PRECISIONS",
+    "METRIC_NAMES",
+    "PROJECT_ROOT",
+]

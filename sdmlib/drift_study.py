@@ -234,7 +234,11 @@ def exact_errors(
     scheduler = make_scheduler(axis, s0, resqueeze, variant, squeeze_schedule)
     moments = moments_of_sampler(data, scheduler, num_inference_steps)
     return dict(
-        s0=s0, steps=num_inference_steps, resqueeze=resqueeze, variant=variant, schedule=squeeze_schedule,
+        s0=s0,
+        steps=num_inference_steps,
+        resqueeze=resqueeze,
+        variant=variant,
+        schedule=squeeze_schedule,
         **distribution_errors(moments, data, axis),
     )
 
@@ -277,8 +281,9 @@ def monte_carlo_run(
         block = projector @ truth.covariance @ projector
         return float(2 * torch.trace(block @ block) / (num_samples - 1)) ** 0.5
 
-    row = dict(variant=variant, steps=num_inference_steps, resqueeze=resqueeze, s0=s0, num_samples=num_samples,
-               seconds=seconds)
+    row = dict(
+        variant=variant, steps=num_inference_steps, resqueeze=resqueeze, s0=s0, num_samples=num_samples, seconds=seconds
+    )
     for name, projector in (("variance_error_axis", on_axis), ("variance_error_perp", off_axis)):
         data_variance = projected(projector, data.covariance)
         exact_variance, se = projected(projector, truth.covariance), standard_error(projector)
@@ -288,8 +293,8 @@ def monte_carlo_run(
         row[f"z_{name}"] = (projected(projector, empirical.covariance) - exact_variance) / se
     row["z_mean_axis"] = float(v @ (empirical.mean - truth.mean)) / float(v @ truth.covariance @ v / num_samples) ** 0.5
     other_variance = projected(on_axis, other.covariance)
-    row["z_variance_axis_other_option"] = (
-        (projected(on_axis, empirical.covariance) - other_variance) / standard_error(on_axis)
+    row["z_variance_axis_other_option"] = (projected(on_axis, empirical.covariance) - other_variance) / standard_error(
+        on_axis
     )
     errors = distribution_errors(empirical, data, v)
     row.update(relative_frobenius=errors["relative_frobenius"], frechet=errors["frechet"])

@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .config import PROJECT_ROOT, TrainConfig, TypedConfig
+from .config import PROJECT_ROOT, TrainConfig, TypedConfig, project_path, run_name
 from .io import save_json, save_text
 
 EXECUTORS = ("local", "slurm", "debug")
@@ -115,7 +115,7 @@ class SweepGrid(TypedConfig):
     @classmethod
     def read(cls, path: str | os.PathLike) -> SweepGrid:
         """Load a grid file (yaml.safe_load); unknown keys, wrong types and invalid runs are errors."""
-        path = _resolve(path)
+        path = project_path(path)
         if not path.is_file():
             grids = sorted(p.name for p in (PROJECT_ROOT / "params").glob("sweep-*.yaml"))
             raise FileNotFoundError(f"grid file {str(path)!r} does not exist; the grids in params/: {grids}")
@@ -137,7 +137,7 @@ class SweepGrid(TypedConfig):
                 f"overrides must not set {clashing}: the grid axes are set per run and output_dir by the sweep"
             )
         for path in self.base:
-            if not _resolve(path).is_file():
+            if not project_path(path).is_file():
                 raise ValueError(f"base file {path!r} does not exist (paths are relative to the repository root)")
 
 
@@ -179,13 +179,7 @@ class SweepConfig(TypedConfig):
 
     @property
     def sweep_dir(self) -> Path:
-        return _resolve(self.output_dir)
-
-
-def _resolve(path: str | os.PathLike) -> Path:
-    """Relative paths are relative to the repository root, wherever the sweep is started from."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
+        return project_path(self.output_dir)
 
 
 def _for_config(path: Path) -> str:
@@ -205,11 +199,6 @@ class Run:
     config: TrainConfig
 
 
-def run_id(dataset: str, variant: str, s0: float, seed: int) -> str:
-    """The run folder's name, as train.ipynb names a run: <dataset>-<variant>-s0_<s0>-seed<seed>."""
-    return f"{dataset}-{variant}-s0_{s0 + 0.0:g}-seed{seed}"  # + 0.0 turns −0.0 into 0.0
-
-
 def grid_runs(grid: SweepGrid, sweep_dir: str | os.PathLike) -> list[Run]:
     """Every run of `grid`, each config validated before anything starts.
 
@@ -220,7 +209,7 @@ def grid_runs(grid: SweepGrid, sweep_dir: str | os.PathLike) -> list[Run]:
     runs: dict[str, Run] = {}
     for dataset, variant, s0, seed in itertools.product(grid.dataset, grid.variant, grid.s0, grid.seed):
         variant = "sdm" if s0 == 0 else variant
-        name = run_id(dataset, variant, s0, seed)
+        name = run_name(dataset, variant, s0, seed)
         if name not in runs:
             try:
                 config = base.replace(
@@ -302,10 +291,10 @@ def read_results(sweep_dir: str | os.PathLike):
     """The results table of a sweep folder as a pandas DataFrame (numbers as numbers, empty cells as NaN)."""
     import pandas as pd
 
-    path = _resolve(sweep_dir) / "results.csv"
+    path = project_path(sweep_dir) / "results.csv"
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} does not exist: run a sweep into {_resolve(sweep_dir)} first "
+            f"{path} does not exist: run a sweep into {project_path(sweep_dir)} first "
             f"(papermill notebooks/sweep.ipynb out.ipynb -p grid params/sweep-….yaml -p output_dir {sweep_dir})"
         )
     text_columns = ("run_id", "status", "dataset", "variant", "model_size", "error", "grid", "unavailable")
@@ -364,7 +353,7 @@ def run_one(
         log = save_text(config.run_dir / "error.log", traceback.format_exc())
         row.update(status="failed", error=describe_error(error), error_log=_relative(log, sweep_dir))
     row["wall_seconds"] = time.perf_counter() - start
-    row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    row["finished_at"] = _now()
     if (config.run_dir / "train.ipynb").exists():
         row["notebook"] = _relative(config.run_dir / "train.ipynb", sweep_dir)
     table.record(row)
@@ -397,6 +386,10 @@ def _finished_fields(config: TrainConfig, sweep_dir: Path) -> dict[str, Any]:
         "samples_grid": _relative(config.run_dir / "samples_grid.png", sweep_dir),
         "metrics_json": _relative(config.run_dir / "metrics.json", sweep_dir),
     }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def describe_error(error: BaseException) -> str:
@@ -460,7 +453,7 @@ def estimate_seconds_left(durations: Iterable[float], pending: int, running: int
     if not durations:
         return None if pending or running else 0.0
     mean = sum(durations) / len(durations)
-    return mean * (pending + 0.5 * running) / max(1, min(parallel, pending + running) or 1)
+    return mean * (pending + 0.5 * running) / max(1, min(parallel, pending + running))
 
 
 def format_duration(seconds: float | None) -> str:
@@ -512,7 +505,7 @@ class _Progress:
                 **self.counts,
                 "pending": pending,
                 "seconds_left_estimate": left,
-                "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "updated_at": _now(),
             },
         )
 
@@ -546,7 +539,7 @@ def run_sweep(config: SweepConfig, *, progress: bool = True) -> SweepReport:
     sweep_dir = config.sweep_dir
     runs = grid_runs(grid, sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_resolve(config.grid), _ensure_dir(sweep_dir / "grids") / f"{grid.name}.yaml")
+    shutil.copyfile(project_path(config.grid), _ensure_dir(sweep_dir / "grids") / f"{grid.name}.yaml")
     return launch(runs, config, grid_name=grid.name, progress=progress)
 
 
@@ -570,17 +563,19 @@ def launch(runs: Sequence[Run], config: SweepConfig, *, grid_name: str = "", pro
             report.skipped.append(run.run_id)
         else:
             todo.append(run)
-    todo = _prepare_data(todo, sweep_dir, grid_name, report)
+    todo, ended = _prepare_data(todo, sweep_dir, grid_name)
 
-    slots = _local_slots(config.max_parallel) if config.executor == "local" else [None]
-    parallel = len(slots) if config.executor == "local" else config.slurm_array_parallelism
+    slots = _local_slots(config.max_parallel) if config.executor == "local" else []
+    parallel = {"local": len(slots), "slurm": config.slurm_array_parallelism, "debug": 1}[config.executor]
     view = _Progress(sweep_dir, len(runs), len(report.skipped), parallel, progress)
-    view.update(running=0, ended=[{"status": "failed", "wall_seconds": 0}] * len(report.failed))
+    view.update(running=0, ended=ended)
     try:
         if config.executor == "local":
-            ended = _launch_local(todo, config, slots, grid_name, view)
+            ended += _launch_local(todo, config, slots, grid_name, view)
+        elif config.executor == "slurm":
+            ended += _launch_slurm(todo, config, grid_name, view)
         else:
-            ended = _launch_batch(todo, config, grid_name, view)
+            ended += _launch_debug(todo, config, grid_name, view)
     finally:
         view.close()
     for row in ended:
@@ -589,12 +584,12 @@ def launch(runs: Sequence[Run], config: SweepConfig, *, grid_name: str = "", pro
     return report
 
 
-def _prepare_data(runs: list[Run], sweep_dir: Path, grid_name: str, report: SweepReport) -> list[Run]:
+def _prepare_data(runs: list[Run], sweep_dir: Path, grid_name: str) -> tuple[list[Run], list[dict]]:
     """Build (download) each dataset and cache its principal axis once, here, before parallel jobs would race to
-    download it; the runs of a dataset that cannot be had are recorded as failed, with the reason."""
+    download it. Returns the runs that can go and the failed rows recorded for those whose dataset cannot be had."""
     from .train import principal_axis_for
 
-    ready = []
+    ready, failed = [], []
     errors: dict[tuple, str] = {}
     for run in runs:
         key = (run.config.dataset, run.config.data_root, run.config.image_size)
@@ -605,20 +600,10 @@ def _prepare_data(runs: list[Run], sweep_dir: Path, grid_name: str, report: Swee
             except Exception as error:  # noqa: BLE001 (recorded per run below)
                 errors[key] = describe_error(error)
         if errors[key]:
-            ResultsTable(sweep_dir / "results.csv").record(
-                {
-                    "run_id": run.run_id,
-                    "status": "failed",
-                    **{k: getattr(run.config, k) for k in GRID_AXES},
-                    "error": errors[key],
-                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "grid": grid_name,
-                }
-            )
-            report.failed.append(run.run_id)
+            failed.append(_record_failure(run, sweep_dir, grid_name, errors[key]))
         else:
             ready.append(run)
-    return ready
+    return ready, failed
 
 
 def _local_slots(max_parallel: int) -> list[int | None]:
@@ -666,16 +651,14 @@ def _launch_local(
             for slot in range(len(slots)):
                 if slot not in in_flight and pending:
                     run = pending.pop(0)
-                    job = executors[slot].submit(
-                        run_one, run.config.to_dict(), str(config.sweep_dir), config.runner, grid_name
-                    )
+                    job = executors[slot].submit(run_one, *_job_arguments([run], config, grid_name)[0])
                     in_flight[slot] = (run, job)
             ended += just_ended
             view.update(running=len(in_flight), ended=just_ended)
             if in_flight:
                 time.sleep(config.poll_seconds)
     except BaseException:
-        for run, job in in_flight.values():  # an interrupted sweep stops its jobs; re-running resumes them
+        for _run, job in in_flight.values():  # an interrupted sweep stops its jobs; re-running resumes them
             with contextlib.suppress(Exception):
                 job.cancel(check=False)
         raise
@@ -686,38 +669,46 @@ def _threads(count: int) -> str:
     return f"export OMP_NUM_THREADS={count} MKL_NUM_THREADS={count}"
 
 
-def _launch_batch(runs: Sequence[Run], config: SweepConfig, grid_name: str, view: _Progress) -> list[dict]:
-    """SLURM: one job array (one GPU per run); debug: every run in this process as its result is asked for."""
+def _launch_slurm(runs: Sequence[Run], config: SweepConfig, grid_name: str, view: _Progress) -> list[dict]:
+    """One SLURM job array, one GPU per run; the jobs' states are polled for the progress view."""
     import submitit
 
+    if not runs:
+        return []
     folder = config.sweep_dir / "submitit" / "%j"
-    if config.executor == "slurm":
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        executor.update_parameters(**slurm_parameters(config))
-    else:
-        executor = submitit.DebugExecutor(folder=folder)
-    arguments = [(run.config.to_dict(), str(config.sweep_dir), config.runner, grid_name) for run in runs]
-    jobs = executor.map_array(run_one, *zip(*arguments)) if runs else []
-    if config.executor == "slurm" and jobs:
-        print(
-            f"submitted a SLURM array of {len(jobs)} runs: job {jobs[0].job_id.split('_')[0]}; logs in {folder.parent}"
-        )
-    waiting = dict(zip(range(len(runs)), zip(runs, jobs)))
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor.update_parameters(**slurm_parameters(config))
+    jobs = executor.map_array(run_one, *zip(*_job_arguments(runs, config, grid_name)))
+    print(f"submitted a SLURM array of {len(jobs)} runs: job {jobs[0].job_id.split('_')[0]}; logs in {folder.parent}")
+    waiting = list(zip(runs, jobs))
     ended: list[dict] = []
     while waiting:
-        just_ended = []
-        for index, (run, job) in list(waiting.items()):
-            if config.executor == "debug" or job.done():  # debug jobs run when their result is asked for
-                just_ended.append(_job_row(run, job, config.sweep_dir, grid_name))
-                del waiting[index]
-                if config.executor == "debug":
-                    break
+        done = [job.done() for _, job in waiting]  # asked once per job: a job may end between two calls
+        just_ended = [_job_row(run, job, config.sweep_dir, grid_name) for (run, job), d in zip(waiting, done) if d]
+        waiting = [pair for pair, d in zip(waiting, done) if not d]
         ended += just_ended
-        running = sum(job.state == "RUNNING" for _, job in waiting.values()) if config.executor == "slurm" else 0
-        view.update(running=running, ended=just_ended)
-        if waiting and config.executor == "slurm":
+        view.update(running=sum(job.state == "RUNNING" for _, job in waiting), ended=just_ended)
+        if waiting:
             time.sleep(config.poll_seconds)
     return ended
+
+
+def _launch_debug(runs: Sequence[Run], config: SweepConfig, grid_name: str, view: _Progress) -> list[dict]:
+    """submitit's DebugExecutor: each run executes in this process when its result is asked for, one by one."""
+    import submitit
+
+    executor = submitit.DebugExecutor(folder=config.sweep_dir / "submitit" / "%j")
+    jobs = executor.map_array(run_one, *zip(*_job_arguments(runs, config, grid_name))) if runs else []
+    ended: list[dict] = []
+    for run, job in zip(runs, jobs):
+        ended.append(_job_row(run, job, config.sweep_dir, grid_name))
+        view.update(running=0, ended=ended[-1:])
+    return ended
+
+
+def _job_arguments(runs: Sequence[Run], config: SweepConfig, grid_name: str) -> list[tuple]:
+    """The arguments of `run_one` for each run (a plain dict of parameters pickles without surprises)."""
+    return [(run.config.to_dict(), str(config.sweep_dir), config.runner, grid_name) for run in runs]
 
 
 def slurm_parameters(config: SweepConfig) -> dict[str, Any]:
@@ -742,17 +733,24 @@ def _job_row(run: Run, job, sweep_dir: Path, grid_name: str) -> dict:
     try:
         return job.result()
     except Exception as error:  # noqa: BLE001 (the job itself failed: killed, timed out, out of memory)
-        row = {
-            "run_id": run.run_id,
-            "status": "failed",
-            **{k: getattr(run.config, k) for k in GRID_AXES},
-            "error": f"job {job.job_id} ended without a result: {describe_error(error)}",
-            "error_log": _relative(Path(str(job.paths.stderr)), sweep_dir) if hasattr(job, "paths") else "",
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "grid": grid_name,
-        }
-        ResultsTable(sweep_dir / "results.csv").record(row)
-        return row
+        log = _relative(Path(str(job.paths.stderr)), sweep_dir) if hasattr(job, "paths") else ""
+        message = f"job {job.job_id} ended without a result: {describe_error(error)}"
+        return _record_failure(run, sweep_dir, grid_name, message, error_log=log)
+
+
+def _record_failure(run: Run, sweep_dir: Path, grid_name: str, error: str, error_log: str = "") -> dict:
+    """Record (and return) the failed row of a run that failed outside `run_one`: before it or with its job."""
+    row = {
+        "run_id": run.run_id,
+        "status": "failed",
+        **{k: getattr(run.config, k) for k in GRID_AXES},
+        "error": error,
+        "error_log": error_log,
+        "finished_at": _now(),
+        "grid": grid_name,
+    }
+    ResultsTable(sweep_dir / "results.csv").record(row)
+    return row
 
 
 __all__ = [
@@ -768,7 +766,6 @@ __all__ = [
     "grid_runs",
     "launch",
     "read_results",
-    "run_id",
     "run_one",
     "run_state",
     "run_sweep",

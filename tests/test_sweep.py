@@ -14,7 +14,7 @@ import yaml
 import sdmlib.io
 import sdmlib.sweep as sweep
 import sdmlib.train as training
-from sdmlib.config import PROJECT_ROOT, TrainConfig
+from sdmlib.config import PROJECT_ROOT, TrainConfig, run_name
 from sdmlib.sweep import ResultsTable, SweepConfig, SweepGrid, grid_runs, run_one, run_sweep, sweep_status
 
 PARAMS = PROJECT_ROOT / "params"
@@ -84,7 +84,7 @@ def test_s0_zero_is_one_shared_baseline_run():
     ids = [run.run_id for run in grid_runs(grid, "x")]
     assert len(ids) == 2 * 5
     assert "cifar10-sdm-s0_0-seed1" in ids and not any("hdm-s0_0-" in i for i in ids)
-    assert sweep.run_id("cifar10", "sdm", -0.0, 0) == sweep.run_id("cifar10", "sdm", 0.0, 0)
+    assert run_name("cifar10", "sdm", -0.0, 0) == run_name("cifar10", "sdm", 0.0, 0)
 
 
 @pytest.mark.parametrize(
