@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules: an isolated cache, and a folder of small real image files."""
+"""Fixtures shared by the test modules: an isolated cache, a folder of small real image files, and the
+parameters of a training run of seconds on it."""
 
 import numpy as np
 import pytest
@@ -22,3 +23,26 @@ def image_folder(tmp_path):
         image = (base + 3 * x[..., None] * rng.uniform(-1, 1, 3) + 2 * y[..., None] * rng.uniform(-1, 1, 3)) % 256
         Image.fromarray(image.astype(np.uint8)).save(folder / f"{i:03d}.png")
     return folder
+
+
+@pytest.fixture
+def tiny_run(image_folder):
+    """TrainConfig parameters of a run of seconds on the CPU (tiny UNet, a few steps) on `image_folder`."""
+    return {
+        "dataset": "folder",
+        "data_root": str(image_folder),
+        "image_size": 32,
+        "model_size": "tiny",
+        "train_steps": 6,
+        "batch_size": 4,
+        "lr_warmup_steps": 2,
+        "checkpoint_every": 2,
+        "log_every": 1,
+        "num_workers": 0,
+        "num_inference_steps": 3,
+        "num_eval_samples": 8,
+        "eval_batch_size": 4,
+        "num_grid_samples": 4,
+        "pca_components": 4,
+        "metrics": ["pca_fd"],
+    }

@@ -30,8 +30,10 @@ CIFAR10_TRAIN = [f"data_batch_{k}" for k in range(1, 6)]
 
 def write_cifar_batch(path, rows: np.ndarray, labels: dict) -> None:
     with open(path, "wb") as file:
-        pickle.dump({"batch_label": path.name, "data": rows, "filenames": [f"{i}.png" for i in range(len(rows))],
-                     **labels}, file)
+        pickle.dump(
+            {"batch_label": path.name, "data": rows, "filenames": [f"{i}.png" for i in range(len(rows))], **labels},
+            file,
+        )
 
 
 def write_cifar10(root, per_batch=3, test=4) -> dict[str, np.ndarray]:
@@ -71,13 +73,17 @@ def test_cifar100_reads_the_real_format(tmp_path):
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
     rng = np.random.default_rng(1)
-    rows = {"train": rng.integers(0, 256, (5, 3072), dtype=np.uint8),
-            "test": rng.integers(0, 256, (2, 3072), dtype=np.uint8)}
+    rows = {
+        "train": rng.integers(0, 256, (5, 3072), dtype=np.uint8),
+        "test": rng.integers(0, 256, (2, 3072), dtype=np.uint8),
+    }
     for name, batch in rows.items():
         write_cifar_batch(folder / name, batch, {"fine_labels": [3] * len(batch), "coarse_labels": [1] * len(batch)})
     with open(folder / "meta", "wb") as file:
-        pickle.dump({"fine_label_names": [f"f{i}" for i in range(100)],
-                     "coarse_label_names": [f"c{i}" for i in range(20)]}, file)
+        pickle.dump(
+            {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]},
+            file,
+        )
 
     train = build_dataset("cifar100", tmp_path, 32, download=False)
     test = build_dataset("cifar100", tmp_path, 32, train=False, download=False)

@@ -18,29 +18,13 @@ from sdmlib.config import PROJECT_ROOT, TrainConfig, run_name
 from sdmlib.sweep import ResultsTable, SweepConfig, SweepGrid, grid_runs, run_one, run_sweep, sweep_status
 
 PARAMS = PROJECT_ROOT / "params"
-TINY = {  # a run of seconds on CPU, on the image folder of conftest.py
-    "dataset": "folder",
-    "image_size": 32,
-    "model_size": "tiny",
-    "train_steps": 4,
-    "batch_size": 4,
-    "lr_warmup_steps": 1,
-    "checkpoint_every": 2,
-    "log_every": 1,
-    "num_workers": 0,
-    "num_inference_steps": 3,
-    "num_eval_samples": 8,
-    "eval_batch_size": 8,
-    "num_grid_samples": 4,
-    "pca_components": 4,
-    "metrics": ["pca_fd"],
-}
+TINY = {"train_steps": 4, "lr_warmup_steps": 1, "eval_batch_size": 8}  # on top of conftest's tiny_run
 
 
-def write_grid(tmp_path, image_folder, name="tiny", **axes) -> Path:
+def write_grid(tmp_path, tiny_run, name="tiny", **axes) -> Path:
     """A grid file whose base is a tiny-run YAML file, as a researcher would write them."""
     base = tmp_path / "tiny.yaml"
-    base.write_text(yaml.safe_dump({**TINY, "data_root": str(image_folder)}))
+    base.write_text(yaml.safe_dump({**tiny_run, **TINY}))
     grid = {"name": name, "base": [str(base)], "variant": ["sdm"], "s0": [-0.5, 0.0, 0.5], "seed": [0], **axes}
     grid.setdefault("dataset", ["folder"])
     path = tmp_path / f"sweep-{name}.yaml"
@@ -202,8 +186,8 @@ def test_table_survives_a_process_killed_while_writing(tmp_path):
 # -- running a grid --------------------------------------------------------------------------------------------
 
 
-def test_sweep_records_failures_skips_finished_resumes_interrupted_and_retries(tmp_path, image_folder, monkeypatch):
-    grid = write_grid(tmp_path, image_folder)
+def test_sweep_records_failures_skips_finished_resumes_interrupted_and_retries(tmp_path, tiny_run, monkeypatch):
+    grid = write_grid(tmp_path, tiny_run)
     sweep_dir = tmp_path / "sweep"
     config = sweep_config(grid, sweep_dir)
     runs = {run.run_id: run for run in grid_runs(SweepGrid.read(grid), sweep_dir)}
@@ -256,8 +240,8 @@ def test_sweep_records_failures_skips_finished_resumes_interrupted_and_retries(t
     assert not (conflicting.config.run_dir / "error.log").exists()
 
 
-def test_a_dataset_that_cannot_be_had_fails_its_runs_only(tmp_path, image_folder):
-    grid = write_grid(tmp_path, image_folder, s0=[0.0])
+def test_a_dataset_that_cannot_be_had_fails_its_runs_only(tmp_path, tiny_run):
+    grid = write_grid(tmp_path, tiny_run, s0=[0.0])
     spec = yaml.safe_load(grid.read_text())
     spec["dataset"] = ["folder", "cifar100"]  # no CIFAR-100 here, and no network
     spec.setdefault("overrides", {})
@@ -268,9 +252,9 @@ def test_a_dataset_that_cannot_be_had_fails_its_runs_only(tmp_path, image_folder
     assert error.startswith("DatasetNotFoundError: CIFAR-100 not found")
 
 
-def test_local_executor_runs_the_grid_in_parallel_jobs(tmp_path, image_folder):
+def test_local_executor_runs_the_grid_in_parallel_jobs(tmp_path, tiny_run):
     """The launcher path: submitit's LocalExecutor, two CPU jobs at once, each a separate process."""
-    grid = write_grid(tmp_path, image_folder, s0=[-0.5, 0.0])
+    grid = write_grid(tmp_path, tiny_run, s0=[-0.5, 0.0])
     sweep_dir = tmp_path / "sweep"
     report = run_sweep(sweep_config(grid, sweep_dir, executor="local", max_parallel=2), progress=False)
     assert sorted(report.finished) == ["folder-sdm-s0_-0.5-seed0", "folder-sdm-s0_0-seed0"], report
@@ -294,10 +278,8 @@ def test_a_job_that_dies_without_a_result_is_recorded_as_failed(tmp_path):
     assert ResultsTable(tmp_path / "results.csv").by_run_id()[run.run_id]["error"] == row["error"]
 
 
-def test_notebook_runner_executes_train_notebook_into_the_run_folder(tmp_path, image_folder):
-    config = TrainConfig.from_mapping(
-        {**TINY, "data_root": str(image_folder), "s0": -0.3, "output_dir": str(tmp_path / "sweep/runs/one")}
-    )
+def test_notebook_runner_executes_train_notebook_into_the_run_folder(tmp_path, tiny_run):
+    config = TrainConfig.from_mapping({**tiny_run, **TINY, "s0": -0.3, "output_dir": str(tmp_path / "sweep/runs/one")})
     row = run_one(config.to_dict(), str(tmp_path / "sweep"), runner="notebook", grid_name="nb")
     assert row["status"] == "finished", row.get("error")
     assert row["notebook"] == "runs/one/train.ipynb"

@@ -17,28 +17,8 @@ from sdmlib.config import PROJECT_ROOT, TrainConfig
 PARAMS = PROJECT_ROOT / "params"
 
 
-def tiny_config(tmp_path, image_folder, **changes):
-    values = dict(
-        dataset="folder",
-        data_root=str(image_folder),
-        image_size=32,
-        model_size="tiny",
-        s0=-0.5,
-        train_steps=6,
-        batch_size=4,
-        lr_warmup_steps=2,
-        checkpoint_every=2,
-        log_every=1,
-        num_workers=0,
-        num_inference_steps=3,
-        num_eval_samples=8,
-        eval_batch_size=4,
-        num_grid_samples=4,
-        pca_components=4,
-        metrics=["pca_fd"],
-        output_dir=str(tmp_path / "run"),
-    )
-    values.update(changes)
+def tiny_config(tmp_path, tiny_run, **changes):
+    values = {**tiny_run, "s0": -0.5, "output_dir": str(tmp_path / "run"), **changes}
     return TrainConfig.from_mapping(values)
 
 
@@ -77,7 +57,10 @@ def test_cifar10_file_is_the_default_run():
         ({"train_steps": 0}, "train_steps must be a positive integer, got 0"),
         ({"dataset": "imagenet"}, r"dataset must be one of \('cifar10'"),
         ({"variant": "qdm"}, r"variant must be one of \('sdm', 'hdm'\)"),
-        ({"metrics": ["fid", "kid"]}, r"metrics must be one of \('fid', 'isc', 'prc', 'pca_fd', 'pca_prc'\), got 'kid'"),
+        (
+            {"metrics": ["fid", "kid"]},
+            r"metrics must be one of \('fid', 'isc', 'prc', 'pca_fd', 'pca_prc'\), got 'kid'",
+        ),
         ({"beta_start": 0.03}, "need 0 < beta_start < beta_end < 1"),
         ({"num_inference_steps": 2000}, "num_inference_steps must be at most"),
         ({"ema_decay": 1.0}, r"ema_decay must lie in \[0, 1\)"),
@@ -103,11 +86,11 @@ def test_command_line_parses_papermill_style_arguments():
 # -- training ------------------------------------------------------------------------------------------------
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, image_folder):
-    straight = tiny_config(tmp_path, image_folder, output_dir=str(tmp_path / "straight"))
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, tiny_run):
+    straight = tiny_config(tmp_path, tiny_run, output_dir=str(tmp_path / "straight"))
     training.train(straight, progress=False)
 
-    interrupted = tiny_config(tmp_path, image_folder, output_dir=str(tmp_path / "interrupted"))
+    interrupted = tiny_config(tmp_path, tiny_run, output_dir=str(tmp_path / "interrupted"))
     training.train(interrupted, progress=False, stop_after_step=2)
     assert not training.is_trained(interrupted.run_dir)
     assert training.latest_checkpoint(interrupted.run_dir).name == "step-00000002"
@@ -124,8 +107,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, image_folder
         assert (straight.run_dir / name).exists(), name
 
 
-def test_finished_run_is_not_retrained(tmp_path, image_folder, capsys):
-    config = tiny_config(tmp_path, image_folder, train_steps=2)
+def test_finished_run_is_not_retrained(tmp_path, tiny_run, capsys):
+    config = tiny_config(tmp_path, tiny_run, train_steps=2)
     training.train(config, progress=False)
     stamp = (config.run_dir / "training.json").stat().st_mtime_ns
     training.train(config, progress=False)
@@ -133,15 +116,15 @@ def test_finished_run_is_not_retrained(tmp_path, image_folder, capsys):
     assert (config.run_dir / "training.json").stat().st_mtime_ns == stamp
 
 
-def test_run_folder_with_other_parameters_is_refused(tmp_path, image_folder):
-    training.train(tiny_config(tmp_path, image_folder, train_steps=2), progress=False)
+def test_run_folder_with_other_parameters_is_refused(tmp_path, tiny_run):
+    training.train(tiny_config(tmp_path, tiny_run, train_steps=2), progress=False)
     with pytest.raises(training.RunFolderConflictError, match=r"s0: -0.5 \(recorded\) vs 0.3 \(now\)"):
-        training.train(tiny_config(tmp_path, image_folder, train_steps=2, s0=0.3), progress=False)
+        training.train(tiny_config(tmp_path, tiny_run, train_steps=2, s0=0.3), progress=False)
     # Harmless changes (workers, evaluation batch size) are not conflicts.
-    training.prepare_run_dir(tiny_config(tmp_path, image_folder, train_steps=2, eval_batch_size=2))
+    training.prepare_run_dir(tiny_config(tmp_path, tiny_run, train_steps=2, eval_batch_size=2))
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, image_folder, monkeypatch):
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_run, monkeypatch):
     build = training.build_unet
 
     def poisoned_unet(*args, **kwargs):
@@ -159,7 +142,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, image_fo
         return model
 
     monkeypatch.setattr(training, "build_unet", poisoned_unet)
-    config = tiny_config(tmp_path, image_folder)
+    config = tiny_config(tmp_path, tiny_run)
     with pytest.raises(training.NonFiniteLossError, match="at step 4.*step-00000002"):
         training.train(config, progress=False)
     checkpoint = training.latest_checkpoint(config.run_dir)
@@ -167,8 +150,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, image_fo
     assert all(torch.isfinite(t).all() for t in load_file(checkpoint / "model.safetensors").values())
 
 
-def test_saved_pipeline_loads_in_a_fresh_process_and_samples(tmp_path, image_folder):
-    config = tiny_config(tmp_path, image_folder, train_steps=2)
+def test_saved_pipeline_loads_in_a_fresh_process_and_samples(tmp_path, tiny_run):
+    config = tiny_config(tmp_path, tiny_run, train_steps=2)
     run_dir = training.train(config, progress=False)
     code = (
         "import torch\n"
@@ -189,10 +172,10 @@ def test_saved_pipeline_loads_in_a_fresh_process_and_samples(tmp_path, image_fol
 # -- sampling and evaluation ---------------------------------------------------------------------------------
 
 
-def test_evaluation_writes_grid_samples_and_metrics_and_is_resumable(tmp_path, image_folder, monkeypatch):
+def test_evaluation_writes_grid_samples_and_metrics_and_is_resumable(tmp_path, tiny_run, monkeypatch):
     from sdmlib.evaluate import evaluate_run
 
-    config = tiny_config(tmp_path, image_folder, train_steps=2, metrics=["pca_fd", "fid"])
+    config = tiny_config(tmp_path, tiny_run, train_steps=2, metrics=["pca_fd", "fid"])
     run_dir = training.train(config, progress=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no Inception weights there
     result = evaluate_run(config, progress=False)
