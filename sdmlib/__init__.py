@@ -11,21 +11,42 @@ Layers, by file:
 - `analysis` (curves over s, the quadratic fit of the optimum, the paper-vs-ours table) and `figures` (plots).
 """
 
-from .pca import PrincipalAxis, principal_axis
-from .scheduler import SqueezedDDPMScheduler
-from .squeeze import (
-    MarginalVariances,
-    SqueezeEigenvalues,
-    apply_squeeze,
-    drift,
-    inverse_squeeze_matrix,
-    marginal_covariance,
-    marginal_variances,
-    squeeze_eigenvalues,
-    squeeze_matrix,
-    squeeze_schedule,
-    unit_axis,
-)
+import importlib
+
+# The public names, imported on first use (PEP 562): `import sdmlib` and `python -m sdmlib.train --help` then need
+# neither torch nor diffusers, which take seconds to import.
+_EXPORTS = {
+    "PrincipalAxis": "pca",
+    "principal_axis": "pca",
+    "SqueezedDDPMScheduler": "scheduler",
+    **{
+        name: "squeeze"
+        for name in (
+            "MarginalVariances",
+            "SqueezeEigenvalues",
+            "apply_squeeze",
+            "drift",
+            "inverse_squeeze_matrix",
+            "marginal_covariance",
+            "marginal_variances",
+            "squeeze_eigenvalues",
+            "squeeze_matrix",
+            "squeeze_schedule",
+            "unit_axis",
+        )
+    },
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_EXPORTS})
+
 
 __version__ = "0.1.0"
 

@@ -1,18 +1,22 @@
 """The typed configuration of a training run: one frozen dataclass, validated once, in one place.
 
 Papermill only warns about unknown parameters and passes any type through; YAML files in `params/` and `-p key value`
-overrides all come through `TrainConfig.from_mapping`, which refuses an unknown key, a wrong type or an impossible
-value with an error that names the key, the value and what is allowed. The resolved config is written next to the
-outputs of every run (`config.json`).
+overrides all come through `TrainConfig.from_mapping`, which refuses an unknown key (naming the closest valid one), a
+wrong type or an impossible value with an error that names the key, the value and what is allowed. Numbers are
+numbers however they are written: YAML 1.1 (PyYAML) reads `1e-4` and `1e-08` as strings, papermill's `-p` reads
+them as floats, and the converter accepts both. The resolved config is written next to the outputs of every run
+(`config.json`), and `-f <run>/config.json` reads it back as the same config.
 
-Defaults are the paper's CIFAR-10 run, as the authors' public code sets it (`../shared/paper/SDM.md`, Appendix A).
+Defaults are the paper's CIFAR-10 run, as the authors' public code sets it (`docs/paper.md`, Appendix A).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from .checks import one_of as _one_of
 from .data import DATASETS
 from .metrics import METRICS as METRIC_NAMES
 from .scheduler import RESQUEEZE_MODES
@@ -34,6 +39,15 @@ _PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 PROJECT_ROOT = _PACKAGE_PARENT if (_PACKAGE_PARENT / "pyproject.toml").is_file() else Path.cwd()
 
 
+class UnknownParameterError(ValueError):
+    """A parameter name the config does not have; the message names the closest valid one (difflib)."""
+
+    def __init__(self, unknown: list[str], known):
+        self.unknown, self.known = list(unknown), sorted(known)
+        self.hint = closest_names(self.unknown, self.known)
+        super().__init__(f"unknown parameter(s) {self.unknown}{self.hint}; allowed: {self.known}")
+
+
 class TypedConfig:
     """Construction shared by the frozen config dataclasses (`TrainConfig`, `sdmlib.sweep.SweepConfig`, ...):
     from a mapping or a papermill namespace, with every key and type checked, then `validate()`."""
@@ -44,7 +58,7 @@ class TypedConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(known)}")
+            raise UnknownParameterError(unknown, known)
         hints = typing.get_type_hints(cls)
         converted = {name: _convert(name, value, hints[name]) for name, value in values.items()}
         config = cls(**converted)
@@ -103,32 +117,32 @@ class TrainConfig(TypedConfig):
     squeeze_schedule: str = "linear"  # s(t) = s0 β_t/β_max ("linear", the paper's) or s0 ("constant")
     resqueeze: str = "previous"  # eq. (7) ("previous") or the authors' code ("current")
     # diffusion
-    num_train_timesteps: int = 1000
-    beta_start: float = 0.0001
-    beta_end: float = 0.02
+    num_train_timesteps: int = 1000  # T, the steps of the forward process (eq. 2)
+    beta_start: float = 0.0001  # β_1 of the linear β schedule
+    beta_end: float = 0.02  # β_T (= β_max of the squeeze schedule)
     # model
     model_size: str = "paper"  # "paper": UNet2D (128, 256, 512, 512) as in the authors' code; "small"/"tiny" for CPU
     # optimisation (the authors' code)
-    seed: int = 0
+    seed: int = 0  # initial weights, batch order, flips, noise, timesteps and evaluation samples
     train_steps: int = 3910  # 10 epochs of CIFAR-10's 391 batches of 128, the authors' setting
-    batch_size: int = 128
-    learning_rate: float = 0.0001
-    adam_beta1: float = 0.95
-    adam_beta2: float = 0.999
-    adam_weight_decay: float = 0.000001
-    adam_epsilon: float = 0.00000001
+    batch_size: int = 128  # images per optimisation step, over all processes
+    learning_rate: float = 0.0001  # AdamW peak learning rate
+    adam_beta1: float = 0.95  # AdamW β1
+    adam_beta2: float = 0.999  # AdamW β2
+    adam_weight_decay: float = 0.000001  # AdamW decoupled weight decay
+    adam_epsilon: float = 0.00000001  # AdamW ε
     lr_warmup_steps: int = 500  # then cosine decay to 0 at train_steps
     grad_clip: float = 1.0  # max gradient norm
     ema_decay: float = 0.9999  # EMA with warm-up: decay_k = min(ema_decay, 1 − (1 + k/inv_gamma)^(−power))
-    ema_inv_gamma: float = 1.0
-    ema_power: float = 0.75
+    ema_inv_gamma: float = 1.0  # EMA warm-up time scale (inv_gamma above)
+    ema_power: float = 0.75  # EMA warm-up exponent (power above)
     mixed_precision: str = "auto"  # "auto": fp16 on CUDA, fp32 ("no") on CPU
     num_workers: int = 4  # DataLoader workers
     # sampling and evaluation
-    num_inference_steps: int = 50
+    num_inference_steps: int = 50  # sampling steps (the paper: 50)
     num_eval_samples: int = 10000  # FID-10K
-    eval_batch_size: int = 500
-    metrics: tuple[str, ...] = ("fid", "isc", "prc", "pca_fd", "pca_prc")
+    eval_batch_size: int = 500  # images per sampling batch and per metric-extraction batch
+    metrics: tuple[str, ...] = ("fid", "isc", "prc", "pca_fd", "pca_prc")  # a list, any of METRIC_NAMES
     pca_components: int = 64  # dimension of the offline metric's feature space
     inception_weights: str = ""  # local path to torch-fidelity's Inception weights; "" = its default download
     vgg_weights: str = ""  # local path to the VGG16 weights precision/recall use; "" = default download
@@ -213,13 +227,31 @@ def project_path(path: str | os.PathLike) -> Path:
     return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
 
 
-def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+def closest_names(unknown: list[str], known) -> str:
+    """' (did you mean `s0`?)' for the valid names closest to the misspelt ones (difflib), or ''."""
+    suggestions = [match for name in unknown for match in difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)]
+    return f" (did you mean {', '.join(f'`{name}`' for name in suggestions)}?)" if suggestions else ""
+
+
+# A decimal or scientific number as people write it (1e-4, 1E+3, .5, -3); not "nan", "inf" or "1_000".
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _number_from_text(value: Any) -> float | int | None:
+    """The number a string spells (an int when it has no point or exponent), else None."""
+    if not isinstance(value, str) or not _NUMBER.fullmatch(value.strip()):
+        return None
+    text = value.strip()
+    return int(text) if text.lstrip("+-").isdigit() else float(text)
+
+
 
 
 def _convert(name: str, value: Any, hint: Any) -> Any:
-    """Check a value's type against the field's annotation; accept ints for floats and lists for tuples."""
+    """Check a value's type against the field's annotation; accept ints for floats, lists for tuples, and numbers
+    written as text (`'1e-4'`, which YAML 1.1 leaves a string) for numbers."""
+    if hint in (float, int):
+        value = _number_from_text(value) if _number_from_text(value) is not None else value
     if hint is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false, got {value!r} ({type(value).__name__})")
@@ -258,6 +290,7 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
 
 __all__ = [
     "TrainConfig",
+    "UnknownParameterError",
     "project_path",
     "run_name",
     "TypedConfig",

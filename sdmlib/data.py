@@ -176,7 +176,7 @@ class CifarImages(ImageDataset):
             except Exception as error:  # no network, a proxy, a failed md5 of the archive: all mean "not here"
                 raise DatasetNotFoundError(_cifar_missing(name, folder, f"the download failed ({error})")) from error
         else:
-            raise DatasetNotFoundError(_cifar_missing(name, folder, "download=False"))
+            raise DatasetNotFoundError(_cifar_missing(name, folder, "not on disk, and this call does not download"))
         # torchvision stores (N, 32, 32, 3) as a transposed view of the (N, 3, 32, 32) array it read: undo the view.
         self.images = torch.from_numpy(cifar.data.transpose(0, 3, 1, 2)).contiguous()  # (N, 3, 32, 32) uint8
         split = cifar_class.train_list if train else cifar_class.test_list
@@ -206,8 +206,10 @@ class CifarImages(ImageDataset):
 def _cifar_missing(name: str, folder: Path, reason: str) -> str:
     label = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[name]
     return (
-        f"{label} not found at {folder} ({reason}). Run once with network access (download=True), or place the "
-        f"extracted archive ({folder.name}/, from the python version of the {label} archive) in {folder.parent}."
+        f"{label} not found at {folder} ({reason}). Run the same command once where the network is reachable (a "
+        f"training run downloads missing CIFAR data into data_root by itself), or place the extracted archive "
+        f"({folder.name}/, from the python version of the {label} archive) in {folder.parent}, or point data_root "
+        f"(-p data_root DIR) at the folder that holds {folder.name}/."
     )
 
 
@@ -281,7 +283,8 @@ class ImageFiles(ImageDataset):
                 raise DatasetNotFoundError(_celeba_missing(root, f"the download failed ({error})")) from error
             folder = _find_celeba(root)
         if folder is None:
-            raise DatasetNotFoundError(_celeba_missing(root, "download=False" if not download else "not extracted"))
+            reason = "not on disk, and this call does not download" if not download else "not extracted"
+            raise DatasetNotFoundError(_celeba_missing(root, reason))
 
         present = sorted(name for name in os.listdir(folder) if name.lower().endswith((".jpg", ".jpeg", ".png")))
         partition_file = folder.parent / "list_eval_partition.txt"
@@ -346,8 +349,9 @@ def _celeba_missing(root: Path, reason: str) -> str:
         f"CelebA not found under {root} ({reason}): looked for {root / 'img_align_celeba'} and "
         f"{root / 'celeba' / 'img_align_celeba'}. Download img_align_celeba.zip (the aligned and cropped JPEGs) and "
         "list_eval_partition.txt from the CelebA project page or a mirror of it, and unzip so that "
-        f"{root / 'img_align_celeba' / '000001.jpg'} exists; or run once with download=True (torchvision's "
-        "Google Drive download, which needs the gdown package and is often rate-limited)."
+        f"{root / 'img_align_celeba' / '000001.jpg'} exists (or point data_root, -p data_root DIR, at the folder "
+        "that holds img_align_celeba/); or run the same command once where the network is reachable, which tries "
+        "torchvision's Google Drive download (it needs the gdown package and is often rate-limited)."
     )
 
 

@@ -40,8 +40,7 @@ def _device() -> torch.device:
 
 
 def load_pipeline(run_dir: Path, device: torch.device | None = None) -> SqueezedDDPMPipeline:
-    # The run folder's pipeline_sdm.py is the one-line import shim sdmlib itself wrote (see sdmlib.pipeline).
-    pipeline = SqueezedDDPMPipeline.from_pretrained(run_dir, trust_remote_code=True)
+    pipeline = SqueezedDDPMPipeline.from_pretrained(run_dir)  # runs no code from the folder (see sdmlib.pipeline)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device or _device())
 

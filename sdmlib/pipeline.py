@@ -1,9 +1,17 @@
 """`SqueezedDDPMPipeline`: sample from a trained denoiser with the squeezed sampler (eqs. 5–7).
 
 A diffusers `DiffusionPipeline`, so `save_pretrained(run_folder)` writes the usual `model_index.json`, `unet/` and
-`scheduler/`. `save_pretrained` also drops a one-line `pipeline_sdm.py` beside them and names it in
-`model_index.json`, which is how diffusers finds a pipeline class that it does not ship: with sdmlib installed,
-plain `DiffusionPipeline.from_pretrained(run_folder)` then loads this class in a fresh process.
+`scheduler/`. Loading a run folder:
+- `SqueezedDDPMPipeline.from_pretrained(run_folder)` needs no flag: the class is this one, and no code from the
+  folder is run.
+- `DiffusionPipeline.from_pretrained(run_folder, trust_remote_code=True)` works too (sdmlib must be installed):
+  `save_pretrained` drops a one-line `pipeline_sdm.py` beside the weights and names it in `model_index.json`, which
+  is how diffusers finds a pipeline class it does not ship; diffusers runs such a file only with
+  `trust_remote_code=True`.
+
+The scheduler must be a squeezed one (`sdmlib.scheduler_base.SqueezedSchedulerMixin`); any other is refused when it
+is set, with the reason (a plain DDPM/DDIM scheduler would start from unsqueezed noise and step in the wrong
+coordinates, silently).
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from tqdm.auto import tqdm
 
+from .checks import integer_in, one_of
 from .scheduler import SqueezedDDPMScheduler
+from .scheduler_base import require_squeezed_scheduler
 
 SHIM_MODULE = "pipeline_sdm"
 
@@ -30,6 +40,22 @@ class SqueezedDDPMPipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
 
+    def __setattr__(self, name, value):
+        if name == "scheduler":  # in __init__ (register_modules) and on `pipe.scheduler = …` alike
+            require_squeezed_scheduler(value)
+        super().__setattr__(name, value)
+
+    @classmethod
+    def load_config(cls, *args, **kwargs):
+        """diffusers' `load_config`, except that a run folder's `model_index.json` naming this very class through
+        its import shim (`["pipeline_sdm", "SqueezedDDPMPipeline"]`, see `save_pretrained`) names it directly: the
+        class is already here, so loading through it needs neither the shim nor `trust_remote_code`."""
+        loaded = super().load_config(*args, **kwargs)
+        config = loaded[0] if isinstance(loaded, tuple) else loaded
+        if list(config.get("_class_name") or []) == [SHIM_MODULE, cls.__name__]:
+            config["_class_name"] = cls.__name__
+        return loaded
+
     @torch.no_grad()
     def __call__(
         self,
@@ -42,8 +68,11 @@ class SqueezedDDPMPipeline(DiffusionPipeline):
     ):
         """Generate `batch_size` images. output_type: "pil", "np" (float in [0, 1], (B, H, W, C)), or "pt" (float
         in [0, 1], (B, C, H, W)). The same generator seed gives the same images for every s0 up to the squeeze."""
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be one of ('pil', 'np', 'pt'), got {output_type!r}")
+        one_of("output_type", output_type, ("pil", "np", "pt"))
+        integer_in("batch_size", batch_size, 1)
+        integer_in("num_inference_steps", num_inference_steps, 1, self.scheduler.config.num_train_timesteps)
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"generator must be one generator or a list of batch_size={batch_size}, got {len(generator)}")
         size = self.unet.config.sample_size
         size = (size, size) if isinstance(size, int) else tuple(size)
         shape = (batch_size, self.unet.config.in_channels, *size)

@@ -15,6 +15,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_ddpm import DDPMSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from .scheduler_base import SqueezedSchedulerMixin
 from .squeeze import SCHEDULE_KINDS, VARIANTS, rank_one_update, squeeze_eigenvalues, unit_axis
 
 # The config field `squeeze_schedule` shadows the function's name inside __init__.
@@ -27,7 +28,7 @@ RESQUEEZE_MODES = ("previous", "current")
 # (SchedulerMixin); the import above is what lets DiffusionPipeline.from_pretrained load this scheduler.
 
 
-class SqueezedDDPMScheduler(DDPMScheduler):
+class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
     """DDPM with noise squeezed along the data's principal axis v̂ (eqs. 2–9).
 
     Every argument of `DDPMScheduler` is accepted and means the same; the extra ones, all saved by

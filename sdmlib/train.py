@@ -11,7 +11,11 @@ ends with exactly the weights of an uninterrupted one (bit for bit on the CPU).
 
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":  # `python -m sdmlib.train`: parse (and answer --help) before the heavy imports below
+    from sdmlib.cli import train_main
+
+    raise SystemExit(train_main())
+
 import json
 import math
 import os
@@ -22,7 +26,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from accelerate import Accelerator
 from diffusers import UNet2DModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -220,10 +223,13 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
     `stop_after_step` ends the process's work after that step's checkpoint, as an interruption would (for tests
     and for splitting a run across job allocations).
     """
+    if is_trained(config.run_dir):
+        prepare_run_dir(config)  # still refuses a folder that holds other parameters
+        print(f"{config.run_dir}: already trained, not retraining")
+        return config.run_dir
+    # The data first: a run whose dataset is missing fails before it creates its run folder.
+    dataset = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
     run_dir = prepare_run_dir(config)
-    if is_trained(run_dir):
-        print(f"{run_dir}: already trained, not retraining")
-        return run_dir
 
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(config), log_with="tensorboard", project_dir=str(run_dir / "logs")
@@ -241,7 +247,6 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
             )
         )
 
-    dataset = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
     axis_info = principal_axis_for(config, dataset, progress=progress and main)
     if main:
         save_json(run_dir / "principal_axis.json", axis_info)
@@ -307,9 +312,15 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
         values = pending[: len(pending_steps)].tolist()
         if not all(math.isfinite(v) for v in values):
             bad = next(s for s, v in zip(pending_steps, values) if not math.isfinite(v))
+            last_good = latest_checkpoint(run_dir)
+            resume = (
+                f"the last good checkpoint is {last_good}, from which the same command resumes"
+                if last_good is not None
+                else "no checkpoint was written before it, so the same command starts again from step 0"
+            )
             raise NonFiniteLossError(
-                f"loss became {values[pending_steps.index(bad)]} at step {bad}; the last good checkpoint is "
-                f"{latest_checkpoint(run_dir)} (lower learning_rate, or check the data)"
+                f"loss became {values[pending_steps.index(bad)]} at step {bad}; {resume} "
+                f"(lower learning_rate, or check the data)"
             )
         state.loss_history.extend(zip(pending_steps, values))
         if main:
@@ -423,40 +434,17 @@ def write_loss_curve(run_dir: Path, loss_history: list[tuple[int, float]]) -> No
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Command line: the same parameters as the notebook, papermill style.
+# Command line: the same parameters as the notebook, papermill style (sdmlib.cli; `python -m sdmlib.train --help`).
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    parser = argparse.ArgumentParser(
-        prog="python -m sdmlib.train",
-        description="Train, sample and evaluate one squeezed-diffusion run (the work of notebooks/train.ipynb).",
-    )
-    parser.add_argument("-f", "--parameters-file", action="append", default=[], help="YAML parameter file(s)")
-    parser.add_argument(
-        "-p",
-        "--parameter",
-        action="append",
-        nargs=2,
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="override one parameter; VALUE is parsed as YAML (e.g. -p s0 -0.3)",
-    )
-    parser.add_argument("--no-eval", action="store_true", help="train only; skip sampling and metrics")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
-    return TrainConfig.load(*args.parameters_file, **overrides), args
+def parse_args(argv: list[str] | None = None):
+    """(TrainConfig, options) from `-f FILE … -p NAME VALUE …`; see `sdmlib.cli`."""
+    from .cli import parse_train_args
+
+    return parse_train_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    config, args = parse_args(argv)
-    run_dir = train(config, progress=not args.no_progress)
-    if not args.no_eval:
-        from .evaluate import evaluate_run
+def main(argv: list[str] | None = None) -> int:
+    from .cli import train_main
 
-        evaluate_run(config, progress=not args.no_progress)
-    print(f"run folder: {run_dir}")
-
-
-if __name__ == "__main__":
-    main()
+    return train_main(argv)

@@ -50,7 +50,7 @@ def test_cifar10_file_is_the_default_run():
 @pytest.mark.parametrize(
     "values, match",
     [
-        ({"s00": 0.1}, r"unknown parameter\(s\) \['s00'\]; allowed: .*'s0'"),
+        ({"s00": 0.1}, r"unknown parameter\(s\) \['s00'\] \(did you mean `s0`\?\); allowed: .*'s0'"),
         ({"s0": "strong"}, "s0 must be a number, got 'strong'"),
         ({"s0": float("nan")}, "s0 must be a finite number"),
         ({"train_steps": 2.5}, "train_steps must be an integer"),
@@ -202,3 +202,120 @@ def test_evaluation_writes_grid_samples_and_metrics_and_is_resumable(tmp_path, t
     (run_dir / "metrics.json").unlink()
     evaluate_run(config, progress=False)
     assert torch.equal(load_file(chunks[0])["images"], first)
+
+
+# -- what a new user meets: a missing dataset, an early NaN, reproducing a run from its record ------------------
+
+
+def test_a_missing_dataset_fails_before_creating_the_run_folder(tmp_path, tiny_run):
+    from sdmlib.data import DatasetNotFoundError
+
+    config = tiny_config(tmp_path, tiny_run, data_root=str(tmp_path / "nowhere"))
+    with pytest.raises(DatasetNotFoundError, match="data_root"):
+        training.train(config, progress=False)
+    assert not config.run_dir.exists()  # no config.json of a run that never trained
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "celeba64"])
+def test_missing_dataset_hint_names_what_actually_works(tmp_path, name):
+    """The hint names the data_root parameter and running where the network is; no `download` parameter exists."""
+    from sdmlib.data import DatasetNotFoundError, build_dataset
+
+    with pytest.raises(DatasetNotFoundError) as error:
+        build_dataset(name, tmp_path, 32, train=True, download=False)
+    message = str(error.value)
+    assert "-p data_root" in message and "network is reachable" in message
+    assert "download=" not in message and "download" not in TrainConfig.__dataclass_fields__
+
+
+def test_non_finite_loss_before_any_checkpoint_says_so(tmp_path, tiny_run, monkeypatch):
+    build = training.build_unet
+
+    def poisoned_unet(*args, **kwargs):
+        model = build(*args, **kwargs)
+        forward = model.forward
+
+        def forward_with_nan(sample, timestep, *a, **k):
+            out = forward(sample, timestep, *a, **k)
+            out.sample = out.sample * float("nan")
+            return out
+
+        model.forward = forward_with_nan
+        return model
+
+    monkeypatch.setattr(training, "build_unet", poisoned_unet)
+    config = tiny_config(tmp_path, tiny_run)
+    with pytest.raises(training.NonFiniteLossError, match="at step 1; no checkpoint was written before it") as error:
+        training.train(config, progress=False)
+    assert "None" not in str(error.value)
+
+
+def test_a_run_is_reproduced_from_its_own_config_json(tmp_path, tiny_run):
+    config = tiny_config(tmp_path, tiny_run, train_steps=2, learning_rate=3e-4, adam_epsilon=1e-8)
+    first = training.train(config, progress=False)
+    again, _ = training.parse_args(
+        ["-f", str(first / "config.json"), "-p", "output_dir", str(tmp_path / "again"), "--no-eval"]
+    )
+    assert again == config.replace(output_dir=str(tmp_path / "again"))
+    second = training.train(again, progress=False)
+    a, b = weights(first), weights(second)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# -- behaviours the saved results rest on -------------------------------------------------------------------------
+
+
+def test_saved_unet_holds_the_ema_weights_with_the_configured_decay(tmp_path, tiny_run):
+    """The pipeline's UNet is the EMA, not the last weights; the EMA's last update used ema_decay exactly.
+
+    With checkpoint_every=1 the last two checkpoints hold EMA_5, EMA_6 and the weights θ_6. At step 6 the warm-up
+    term 1 − (1 + 5)^(−3/4) = 0.74 exceeds ema_decay = 0.6, so EMA_6 = 0.6 EMA_5 + 0.4 θ_6.
+    """
+    from sdmlib.models import build_unet
+
+    decay = 0.6
+    config = tiny_config(tmp_path, tiny_run, ema_decay=decay, checkpoint_every=1)
+    run_dir = training.train(config, progress=False)
+    names = [name for name, _ in build_unet("tiny", 32).named_parameters()]
+    step5, step6 = (run_dir / "checkpoints" / f"step-0000000{k}" for k in (5, 6))
+    ema5, ema6 = (load_file(step / "ema.safetensors") for step in (step5, step6))
+    model6 = load_file(step6 / "model.safetensors")
+    saved = weights(run_dir)
+    differs = False
+    for index, name in enumerate(names):
+        key = str(index)
+        torch.testing.assert_close(saved[name], ema6[key], rtol=0, atol=0)
+        torch.testing.assert_close(ema6[key], decay * ema5[key] + (1 - decay) * model6[name], rtol=1e-5, atol=1e-6)
+        differs |= not torch.allclose(saved[name], model6[name])
+    assert differs, "the saved UNet equals the last raw weights: the EMA was not copied in"
+
+
+def test_pruning_keeps_the_newest_checkpoints(tmp_path):
+    for step in (2, 10, 4, 8, 6):
+        (tmp_path / "checkpoints" / f"step-{step:08d}").mkdir(parents=True)
+    training._prune_checkpoints(tmp_path, keep=2)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000008", "step-00000010"]
+    assert training.latest_checkpoint(tmp_path).name == "step-00000010"
+
+
+def test_each_evaluation_chunk_draws_its_own_noise(tmp_path):
+    """Chunks are seeded by (seed, chunk index): different from each other, the same on a re-run."""
+    from types import SimpleNamespace
+
+    from sdmlib.evaluate import generate_samples
+
+    def pipeline(batch_size, generator, num_inference_steps, output_type):
+        return SimpleNamespace(images=torch.rand(batch_size, 3, 4, 4, generator=generator))
+
+    pipeline.device = torch.device("cpu")
+    config = TrainConfig.from_mapping(
+        {"num_eval_samples": 10, "eval_batch_size": 4, "num_inference_steps": 3, "seed": 7}
+    )
+    images, _ = generate_samples(pipeline, config, tmp_path / "a", progress=False)
+    assert images.shape == (10, 3, 4, 4)
+    assert not torch.equal(images[:4], images[4:8])
+    assert len({tuple(image.flatten().tolist()) for image in images}) == 10
+    again, _ = generate_samples(pipeline, config, tmp_path / "b", progress=False)
+    assert torch.equal(images, again)
+    other_seed, _ = generate_samples(pipeline, config.replace(seed=8), tmp_path / "c", progress=False)
+    assert not torch.equal(images, other_seed)
