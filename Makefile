@@ -55,7 +55,7 @@ test: $(STAMP)
 smoke: $(STAMP)
 	mkdir -p $(SMOKE)
 	$(PAPERMILL) notebooks/sweep.ipynb $(SMOKE)/sweep.ipynb -p grid params/sweep-smoke.yaml -p output_dir $(SMOKE) \
-	  -p poll_seconds 2 -p require_all_finished True
+	  -p poll_seconds 2
 	$(PAPERMILL) notebooks/figures.ipynb $(SMOKE)/figures.ipynb -p sweep_dir $(SMOKE) -p output_dir $(SMOKE)/figures \
 	  -p main_dataset photos -y 'cross_datasets: [photos, photos]' -p fit_half_width 2
 	@echo "smoke figures: $(SMOKE)/figures/"

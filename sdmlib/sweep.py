@@ -158,7 +158,7 @@ class SweepConfig(TypedConfig):
     slurm_cpus_per_run: int = 8
     slurm_mem_gb: int = 64
     slurm_array_parallelism: int = 64  # at most this many runs of the job array at once
-    require_all_finished: bool = False  # the notebook raises at the end unless every run finished (CI)
+    allow_failed: bool = False  # accept a partial grid: without it the notebook ends with an error if a run failed
 
     def validate(self) -> None:
         if self.executor not in EXECUTORS:
@@ -360,17 +360,40 @@ def run_one(
     return row
 
 
+# papermill rewrites its output notebook after every cell, truncating it first: a run interrupted there would leave
+# a 0-byte train.ipynb. It writes to this name instead, and the notebook is renamed into place when papermill ends.
+PARTIAL_NOTEBOOK = ".train.partial.ipynb"
+
+
 def _execute_train_notebook(config: TrainConfig) -> None:
     import papermill
 
     config.run_dir.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        str(TRAIN_NOTEBOOK),
-        str(config.run_dir / "train.ipynb"),
-        parameters=config.to_dict(),
-        cwd=str(TRAIN_NOTEBOOK.parent),
-        progress_bar=False,
-    )
+    partial = config.run_dir / PARTIAL_NOTEBOOK
+    try:
+        papermill.execute_notebook(
+            str(TRAIN_NOTEBOOK),
+            str(partial),
+            parameters=config.to_dict(),
+            cwd=str(TRAIN_NOTEBOOK.parent),
+            progress_bar=False,
+        )
+    finally:  # finished, failed or interrupted: keep what ran, if papermill got to write it whole
+        _keep_notebook(partial, config.run_dir / "train.ipynb")
+
+
+def _keep_notebook(partial: Path, target: Path) -> None:
+    """Rename `partial` to `target` if it is a whole notebook; delete it otherwise (half written, or empty)."""
+    import nbformat
+
+    if not partial.exists():
+        return
+    try:
+        nbformat.read(partial, as_version=4)
+    except Exception:  # noqa: BLE001 (not a notebook: debris of a write that was cut short)
+        partial.unlink(missing_ok=True)
+    else:
+        os.replace(partial, target)
 
 
 def _finished_fields(config: TrainConfig, sweep_dir: Path) -> dict[str, Any]:
@@ -475,6 +498,7 @@ class _Progress:
         self.total, self.parallel = total, parallel
         self.counts = {"finished": 0, "failed": 0, "running": 0, "skipped": done_before}
         self.durations: list[float] = []
+        self.state = "running"  # running | done | interrupted
         self.bar = tqdm(
             total=total,
             initial=done_before,
@@ -505,12 +529,35 @@ class _Progress:
                 **self.counts,
                 "pending": pending,
                 "seconds_left_estimate": left,
+                "state": self.state,
                 "updated_at": _now(),
             },
         )
 
+    def interrupted(self) -> None:
+        """The sweep was stopped and its jobs cancelled: none is running any more, and the file says so."""
+        self.state = "interrupted"
+        self.update(running=0)
+
     def close(self) -> None:
         self.bar.close()
+
+
+class SweepFailedError(RuntimeError):
+    """Runs of a sweep did not finish; the message lists each with its error."""
+
+
+def raise_for_unfinished(status, allow_failed: bool = False) -> None:
+    """End a sweep with an error that summarises its unfinished runs (from `sweep_status`), unless `allow_failed`
+    accepts a partial grid explicitly."""
+    unfinished = status[status.state != "finished"]
+    if unfinished.empty or allow_failed:
+        return
+    lines = [f"  {row.run_id} ({row.state}): {row.error or 'no error recorded'}" for row in unfinished.itertuples()]
+    raise SweepFailedError(
+        f"{len(unfinished)} of {len(status)} runs did not finish (allow_failed=True accepts a partial grid):\n"
+        + "\n".join(lines)
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -576,8 +623,21 @@ def launch(runs: Sequence[Run], config: SweepConfig, *, grid_name: str = "", pro
             ended += _launch_slurm(todo, config, grid_name, view)
         else:
             ended += _launch_debug(todo, config, grid_name, view)
+        view.state = "done"
+        view.update(running=0)
+    except BaseException:  # interrupted (Ctrl-C, a kernel stop): leave a true record and no debris
+        if config.executor == "slurm":  # the job array goes on without this process watching it
+            view.state = "not watched (the SLURM jobs go on)"
+            view.update(running=view.counts["running"])
+        else:  # local jobs were cancelled and have ended; debug runs ran in this process
+            _remove_partial_notebooks(todo)
+            view.interrupted()
+        raise
     finally:
         view.close()
+        # submitit's local job controller creates the folder pattern itself, unexpanded, as an empty `%j` folder.
+        with contextlib.suppress(OSError):
+            (sweep_dir / "submitit" / "%j").rmdir()
     for row in ended:
         (report.finished if row["status"] == "finished" else report.failed).append(row["run_id"])
     report.seconds = time.perf_counter() - start
@@ -658,11 +718,30 @@ def _launch_local(
             if in_flight:
                 time.sleep(config.poll_seconds)
     except BaseException:
-        for _run, job in in_flight.values():  # an interrupted sweep stops its jobs; re-running resumes them
-            with contextlib.suppress(Exception):
-                job.cancel(check=False)
+        _cancel_and_wait([job for _run, job in in_flight.values()])  # re-running the sweep resumes these runs
         raise
     return ended
+
+
+def _cancel_and_wait(jobs: Sequence[Any], seconds: float = 15.0) -> None:
+    """Cancel local jobs (SIGINT, then SIGKILL a second later, by submitit's controller) and wait until they have
+    ended, so that nothing writes into the sweep folder after the sweep has returned."""
+    for job in jobs:
+        with contextlib.suppress(Exception):
+            job.cancel(check=False)
+    deadline = time.monotonic() + seconds
+    for job in jobs:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if job.done():
+                    break
+            time.sleep(0.1)
+
+
+def _remove_partial_notebooks(runs: Sequence[Run]) -> None:
+    """Keep (as train.ipynb) or delete the partial notebooks of runs a cancelled job left behind."""
+    for run in runs:
+        _keep_notebook(run.config.run_dir / PARTIAL_NOTEBOOK, run.config.run_dir / "train.ipynb")
 
 
 def _threads(count: int) -> str:
@@ -761,10 +840,12 @@ __all__ = [
     "Run",
     "SweepConfig",
     "SweepGrid",
+    "SweepFailedError",
     "SweepReport",
     "estimate_seconds_left",
     "grid_runs",
     "launch",
+    "raise_for_unfinished",
     "read_results",
     "run_one",
     "run_state",

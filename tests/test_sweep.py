@@ -315,3 +315,107 @@ def test_time_left_estimate():
     assert sweep.estimate_seconds_left([90.0, 110.0], pending=3, running=1, parallel=2) == pytest.approx(175.0)
     assert sweep.estimate_seconds_left([100.0], pending=1, running=0, parallel=8) == pytest.approx(100.0)
     assert sweep.format_duration(3725) == "1h02m" and sweep.format_duration(65) == "1m05s"
+
+
+# -- interruption, failures, what counts as finished ---------------------------------------------------------------
+
+
+def test_an_interrupted_sweep_leaves_a_true_progress_file_and_no_debris(tmp_path, tiny_run):
+    """kill -INT of a sweep running a notebook run: progress.json says nothing runs, the run's train.ipynb is a
+    whole notebook or absent (never 0 bytes), and neither a partial notebook nor submitit's literal `%j` remains."""
+    grid = write_grid(tmp_path, tiny_run, s0=[0.0])
+    spec = yaml.safe_load(grid.read_text())
+    spec["overrides"] = {"train_steps": 100000, "checkpoint_every": 100000}  # it runs until interrupted
+    grid.write_text(yaml.safe_dump(spec))
+    sweep_dir = tmp_path / "sweep"
+    code = (
+        "from sdmlib.sweep import SweepConfig, run_sweep\n"
+        f"config = SweepConfig.from_mapping({{'grid': {str(grid)!r}, 'output_dir': {str(sweep_dir)!r}, "
+        "'executor': 'local', 'runner': 'notebook', 'poll_seconds': 0.2})\n"
+        "run_sweep(config, progress=False)\n"
+    )
+    sweeping = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    run_dir = sweep_dir / "runs" / "folder-sdm-s0_0-seed0"
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / "principal_axis.json").exists() and time.monotonic() < deadline:  # training began
+            assert sweeping.poll() is None, sweeping.stdout.read().decode()[-3000:]
+            time.sleep(0.2)
+        assert (run_dir / sweep.PARTIAL_NOTEBOOK).exists()  # the notebook is being written
+        progress = json.loads((sweep_dir / "progress.json").read_text())
+        assert progress["running"] == 1
+        sweeping.send_signal(signal.SIGINT)
+        sweeping.wait(timeout=120)
+    finally:
+        if sweeping.poll() is None:
+            sweeping.kill()
+    assert sweeping.returncode != 0  # the interruption is not swallowed
+    progress = json.loads((sweep_dir / "progress.json").read_text())
+    assert (progress["running"], progress["state"]) == (0, "interrupted")
+    assert not (sweep_dir / "submitit" / "%j").exists()
+    assert not (run_dir / sweep.PARTIAL_NOTEBOOK).exists()
+    notebook = run_dir / "train.ipynb"
+    if notebook.exists():
+        import nbformat
+
+        nbformat.read(notebook, as_version=4)  # whole, readable
+
+
+def test_a_notebook_cut_short_is_not_kept(tmp_path):
+    partial, target = tmp_path / sweep.PARTIAL_NOTEBOOK, tmp_path / "train.ipynb"
+    partial.write_bytes(b"")  # papermill truncates before each rewrite
+    sweep._keep_notebook(partial, target)
+    assert not partial.exists() and not target.exists()
+    partial.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    sweep._keep_notebook(partial, target)
+    assert not partial.exists() and target.exists()
+
+
+def test_a_sweep_with_failed_runs_ends_with_an_error_that_lists_them(tmp_path):
+    import pandas as pd
+
+    status = pd.DataFrame(
+        [
+            {"run_id": "a", "state": "finished", "error": ""},
+            {"run_id": "b", "state": "failed", "error": "DatasetNotFoundError: CIFAR-10 not found"},
+            {"run_id": "c", "state": "interrupted", "error": ""},
+        ]
+    )
+    with pytest.raises(sweep.SweepFailedError, match="2 of 3 runs did not finish") as error:
+        sweep.raise_for_unfinished(status)
+    assert "b (failed): DatasetNotFoundError: CIFAR-10 not found" in str(error.value)
+    assert "c (interrupted)" in str(error.value) and "a (" not in str(error.value)
+    sweep.raise_for_unfinished(status, allow_failed=True)  # a partial grid, accepted explicitly
+    sweep.raise_for_unfinished(status[status.state == "finished"])
+
+
+def test_the_sweep_notebook_exits_non_zero_when_every_run_fails(tmp_path, tiny_run):
+    """The observed case: every run fails (a missing dataset); papermill must fail, and say why."""
+    import papermill
+
+    grid = write_grid(tmp_path, tiny_run, s0=[0.0], dataset=["cifar100"])
+    spec = yaml.safe_load(grid.read_text())
+    spec["overrides"] = {"data_root": str(tmp_path / "no-data")}
+    grid.write_text(yaml.safe_dump(spec))
+    parameters = {"grid": str(grid), "output_dir": str(tmp_path / "sweep"), "executor": "debug", "runner": "python"}
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        papermill.execute_notebook(
+            str(PROJECT_ROOT / "notebooks" / "sweep.ipynb"),
+            str(tmp_path / "sweep.ipynb"),
+            parameters=parameters,
+            cwd=str(PROJECT_ROOT / "notebooks"),
+            progress_bar=False,
+        )
+    assert error.value.ename == "SweepFailedError"
+    assert "1 of 1 runs did not finish" in error.value.evalue and "DatasetNotFoundError" in error.value.evalue
+
+
+def test_a_run_counts_as_finished_only_when_its_metrics_file_exists(tmp_path):
+    run = grid_runs(SweepGrid.from_mapping({"s0": [0.3]}), tmp_path)[0]
+    row = {"run_id": run.run_id, "status": "finished"}
+    assert sweep.run_state(run, row) == "pending"
+    training.prepare_run_dir(run.config)
+    assert sweep.run_state(run, row) == "interrupted"  # the row says finished, but metrics.json is gone
+    (run.config.run_dir / "metrics.json").write_text("{}")
+    assert sweep.run_state(run, row) == "finished"
+    assert sweep.run_state(run, {**row, "status": "failed"}) == "failed"
