@@ -688,3 +688,25 @@ def test_compute_metrics_rejects_bad_input(real_images, tmp_path):
         with pytest.raises(ValueError, match=message):
             compute_metrics(arguments.pop("fake"), arguments.pop("real"), **arguments)
     assert METRICS == ("fid", "isc", "prc", "pca_fd", "pca_prc")
+
+
+def test_frechet_statistics_use_the_unbiased_covariance():
+    """With N = 6 samples the unbiased covariance (÷ (N − 1)) and the biased one (÷ N) differ by 20%: the
+    statistics and the distance must follow the unbiased one, as FID does (numpy's np.cov, ddof = 1)."""
+    import numpy as np
+    import scipy.linalg
+
+    from sdmlib.metrics import feature_statistics, pca_frechet_distance
+
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+    fake = 2 * torch.randn(6, 3, generator=generator, dtype=torch.float64) + 0.5
+    mean, covariance = feature_statistics(real)
+    np.testing.assert_allclose(covariance.numpy(), np.cov(real.numpy(), rowvar=False, ddof=1), rtol=1e-12)
+    np.testing.assert_allclose(mean.numpy(), real.numpy().mean(axis=0), rtol=1e-12)
+
+    c_r, c_f = np.cov(real.numpy(), rowvar=False), np.cov(fake.numpy(), rowvar=False)
+    mu_r, mu_f = real.numpy().mean(axis=0), fake.numpy().mean(axis=0)
+    root = scipy.linalg.sqrtm(scipy.linalg.sqrtm(c_r) @ c_f @ scipy.linalg.sqrtm(c_r)).real
+    expected = float(np.sum((mu_r - mu_f) ** 2) + np.trace(c_r + c_f - 2 * root))
+    assert pca_frechet_distance(real, fake) == pytest.approx(expected, rel=1e-8)
