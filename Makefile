@@ -26,12 +26,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Execute every derivation notebook with papermill; each asserts its own checks, so a wrong derivation fails here.
+# They run from the repository root (no --cwd): their relative paths resolve against it wherever they start.
+# Figures and JSON go to outputs/derivations/seed<seed>/.
 derivations: $(STAMP)
 	mkdir -p $(OUT)/derivations
 	@for nb in $(EXECUTED); do \
 	  echo "== papermill notebooks/$$nb -> $(OUT)/derivations/$$nb"; \
-	  $(PAPERMILL) notebooks/$$nb $(OUT)/derivations/$$nb \
-	    -p output_dir ../$(OUT)/derivations || exit 1; \
+	  $(BIN)/papermill --log-level WARNING notebooks/$$nb $(OUT)/derivations/$$nb \
+	    -p output_dir $(OUT)/derivations || exit 1; \
 	done
 
 # The main job on the offline CPU profile: train, sample and evaluate one SDM (s0 = -0.3) on packaged photographs.

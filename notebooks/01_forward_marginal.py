@@ -31,7 +31,7 @@
 # Every quantity comes from `sdmlib`; this notebook only calls, asserts and plots.
 
 # %% tags=["parameters"]
-output_dir = "../outputs/derivations"  # figures and the JSON summary; relative to notebooks/, where papermill runs
+output_dir = "outputs/derivations"  # figures and JSON summary go to <output_dir>/seed<seed>/ (from the repo root)
 seed = 0  # seeds every random draw below
 num_samples = 20000  # Monte Carlo chains of eq. (2) per (variant, s0); the SE shrinks as 1/sqrt(num_samples)
 num_timesteps = 1000  # T, the paper's number of training steps
@@ -48,7 +48,6 @@ illustration_variant = "hdm"  # HDM keeps det S at 1: the uncertainty-preserving
 
 # %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -57,11 +56,11 @@ import torch
 
 import sdmlib
 from sdmlib import figures
+from sdmlib.config import seeded_output_dir
 from sdmlib.gaussian import covariance_standard_error, simulate_forward_covariance
 
 start_time = time.perf_counter()
-output_dir = Path(output_dir)
-output_dir.mkdir(parents=True, exist_ok=True)
+output_dir = seeded_output_dir(output_dir, seed)  # <output_dir>/seed<seed>/, relative to the repository root
 # Each step of the Monte Carlo works on (N, 3) tensors: too small to gain from intra-op threads, which only
 # contend with one another (and with other jobs) on a small CPU.
 torch.set_num_threads(1)

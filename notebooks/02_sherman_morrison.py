@@ -31,7 +31,7 @@
 # Everything is float64 and deterministic, so every tolerance is round-off.
 
 # %% tags=["parameters"]
-output_dir = "../outputs/derivations"  # figure and JSON summary; relative to notebooks/, where papermill runs
+output_dir = "outputs/derivations"  # figures and JSON summary go to <output_dir>/seed<seed>/ (from the repo root)
 seed = 0  # seeds every random draw below
 n_min = 2  # smallest dimension n of the random checks (HDM needs n ≥ 2)
 n_max = 8  # largest dimension n
@@ -45,7 +45,6 @@ rtol = 1e-12  # relative round-off tolerance for float64 matrices (condition num
 # %%
 import math
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -54,10 +53,10 @@ import torch
 
 import sdmlib
 from sdmlib import figures
+from sdmlib.config import seeded_output_dir
 
 start_time = time.perf_counter()
-output_dir = Path(output_dir)
-output_dir.mkdir(parents=True, exist_ok=True)
+output_dir = seeded_output_dir(output_dir, seed)  # <output_dir>/seed<seed>/, relative to the repository root
 torch.set_num_threads(1)  # tiny matrices: intra-op threads only contend with one another on a small CPU
 torch.manual_seed(seed)
 generator = torch.Generator().manual_seed(seed)

@@ -38,7 +38,7 @@
 # checked against that exact propagation, with a tolerance in standard errors; the curves are the exact values.
 
 # %% tags=["parameters"]
-output_dir = "../outputs/derivations"  # figures and the JSON summary; relative to notebooks/, where papermill runs
+output_dir = "outputs/derivations"  # figures and JSON summary go to <output_dir>/seed<seed>/ (from the repo root)
 seed = 0  # seeds every random draw below; sampler runs use seed + the index of their s0
 n_min = 2  # smallest dimension n of the random drift checks (HDM needs n ≥ 2)
 n_max = 8  # largest dimension n of the random drift checks
@@ -64,7 +64,6 @@ false_alarm_rate = 0.01  # family-wise bound on a spurious Monte Carlo failure; 
 import functools
 import math
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -74,10 +73,10 @@ import torch
 
 import sdmlib
 from sdmlib import drift_study, figures
+from sdmlib.config import seeded_output_dir
 
 start_time = time.perf_counter()
-output_dir = Path(output_dir)
-output_dir.mkdir(parents=True, exist_ok=True)
+output_dir = seeded_output_dir(output_dir, seed)  # <output_dir>/seed<seed>/, relative to the repository root
 # The samplers work on (N, 3) tensors and 3×3 matrices: too small to gain from intra-op threads, which only contend
 # with one another (and with other jobs) on a small CPU.
 torch.set_num_threads(1)

@@ -33,8 +33,8 @@
 # | 3 | 36 samples, DDPM against SDM at $s = -0.4$, same noise | sharper outlines with SDM |
 #
 # ```bash
-# papermill --cwd notebooks notebooks/figures.ipynb out.ipynb -p sweep_dir outputs/sweeps/paper
-# papermill --cwd notebooks notebooks/figures.ipynb out.ipynb -p sweep_dir outputs/sweeps/smoke \
+# papermill notebooks/figures.ipynb outputs/figures.ipynb -p sweep_dir outputs/sweeps/paper
+# papermill notebooks/figures.ipynb outputs/figures.ipynb -p sweep_dir outputs/sweeps/smoke \
 #     -p main_dataset photos -y 'cross_datasets: [photos, photos]'          # the offline smoke sweep
 # ```
 #

@@ -26,9 +26,10 @@
 # figures.
 #
 # ```bash
-# papermill notebooks/sweep.ipynb out.ipynb -p grid params/sweep-fig2a.yaml                  # this machine's GPUs
-# papermill notebooks/sweep.ipynb out.ipynb -p grid params/sweep-fig2a.yaml -p executor slurm -p slurm_partition gpu
-# papermill notebooks/sweep.ipynb out.ipynb -p grid params/sweep-smoke.yaml -p output_dir outputs/sweeps/smoke
+# papermill notebooks/sweep.ipynb outputs/sweep.ipynb -p grid params/sweep-fig2a.yaml          # this machine's GPUs
+# papermill notebooks/sweep.ipynb outputs/sweep.ipynb -p grid params/sweep-fig2a.yaml -p executor slurm \
+#     -p slurm_partition gpu
+# papermill notebooks/sweep.ipynb outputs/sweep.ipynb -p grid params/sweep-smoke.yaml -p output_dir outputs/sweeps/smoke
 # ```
 #
 # Running it again skips finished runs, resumes interrupted ones from their last checkpoint and retries failed ones;

@@ -23,9 +23,9 @@
 # precision/recall against the training set (and, everywhere, an offline metric that needs no downloaded weights).
 #
 # ```bash
-# papermill notebooks/train.ipynb out.ipynb -p s0 -0.3                              # the paper's CIFAR-10 run
-# papermill notebooks/train.ipynb out.ipynb -f params/cifar100.yaml -p s0 -0.3      # another dataset
-# papermill notebooks/train.ipynb out.ipynb -f params/quick.yaml -p s0 -0.3         # offline, CPU, minutes
+# papermill notebooks/train.ipynb outputs/train.ipynb -p s0 -0.3                      # the paper's CIFAR-10 run
+# papermill notebooks/train.ipynb outputs/train.ipynb -f params/cifar100.yaml -p s0 -0.3 # another dataset
+# papermill notebooks/train.ipynb outputs/train.ipynb -f params/quick.yaml -p s0 -0.3    # offline, CPU, minutes
 # ```
 #
 # The work is done by `sdmlib` (`sdmlib.train.train`, `sdmlib.evaluate.evaluate_run`); `python -m sdmlib.train`

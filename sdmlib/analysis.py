@@ -47,7 +47,7 @@ SWEEP_GRID_FILES = {
     "3": "params/sweep-fig2a.yaml",
 }
 # How a grid file is run into a sweep folder (sdmlib.sweep; notebooks/sweep.py), which writes <sweep_dir>/results.csv.
-SWEEP_COMMAND = "papermill notebooks/sweep.ipynb out.ipynb -p grid {grid} -p output_dir {sweep_dir}"
+SWEEP_COMMAND = "papermill notebooks/sweep.ipynb outputs/sweep.ipynb -p grid {grid} -p output_dir {sweep_dir}"
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -227,6 +227,14 @@ def project_path(path: str | os.PathLike) -> Path:
     return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
 
 
+def seeded_output_dir(output_dir: str | os.PathLike, seed: int) -> Path:
+    """A derivation notebook's output folder for one seed, `<output_dir>/seed<seed>/` (created), relative paths taken
+    from the repository root: `-p seed 1` does not overwrite the seed-0 results, wherever papermill was started."""
+    folder = project_path(output_dir) / f"seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def closest_names(unknown: list[str], known) -> str:
     """' (did you mean `s0`?)' for the valid names closest to the misspelt ones (difflib), or ''."""
     suggestions = [match for name in unknown for match in difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)]
@@ -292,6 +300,7 @@ __all__ = [
     "TrainConfig",
     "UnknownParameterError",
     "project_path",
+    "seeded_output_dir",
     "run_name",
     "TypedConfig",
     "DATASETS",

@@ -72,7 +72,9 @@ class SqueezedDDPMPipeline(DiffusionPipeline):
         integer_in("batch_size", batch_size, 1)
         integer_in("num_inference_steps", num_inference_steps, 1, self.scheduler.config.num_train_timesteps)
         if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"generator must be one generator or a list of batch_size={batch_size}, got {len(generator)}")
+            raise ValueError(
+                f"generator must be one generator or a list of batch_size={batch_size}, got {len(generator)}"
+            )
         size = self.unet.config.sample_size
         size = (size, size) if isinstance(size, int) else tuple(size)
         shape = (batch_size, self.unet.config.in_channels, *size)

@@ -295,7 +295,8 @@ def read_results(sweep_dir: str | os.PathLike):
     if not path.exists():
         raise FileNotFoundError(
             f"{path} does not exist: run a sweep into {project_path(sweep_dir)} first "
-            f"(papermill notebooks/sweep.ipynb out.ipynb -p grid params/sweep-….yaml -p output_dir {sweep_dir})"
+            f"(papermill notebooks/sweep.ipynb outputs/sweep.ipynb -p grid params/sweep-….yaml "
+            f"-p output_dir {sweep_dir})"
         )
     text_columns = ("run_id", "status", "dataset", "variant", "model_size", "error", "grid", "unavailable")
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={c: str for c in text_columns})

@@ -2,6 +2,7 @@
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -202,6 +203,22 @@ def test_evaluation_writes_grid_samples_and_metrics_and_is_resumable(tmp_path, t
     (run_dir / "metrics.json").unlink()
     evaluate_run(config, progress=False)
     assert torch.equal(load_file(chunks[0])["images"], first)
+
+    # The README's run-folder table names everything a finished run writes.
+    written = {p.name for p in run_dir.iterdir() if not p.name.startswith(".")}
+    undocumented = written - readme_run_folder_entries()
+    assert not undocumented, f"the README's run-folder table leaves out {sorted(undocumented)}"
+
+
+def readme_run_folder_entries() -> set[str]:
+    """The first path component of every name in the first column of the README's run-folder table."""
+    text = (PROJECT_ROOT / "README.md").read_text()
+    table = text[text.index("Each run writes everything into its **run folder**") :].split("\n\n")[1]
+    names = set()
+    for row in table.splitlines()[2:]:
+        first_column = row.split("|")[1]
+        names |= {name.strip("/").split("/")[0] for name in re.findall(r"`([^`]+)`", first_column)}
+    return names
 
 
 # -- what a new user meets: a missing dataset, an early NaN, reproducing a run from its record ------------------
