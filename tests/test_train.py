@@ -125,7 +125,8 @@ def test_run_folder_with_other_parameters_is_refused(tmp_path, tiny_run):
     training.prepare_run_dir(tiny_config(tmp_path, tiny_run, train_steps=2, eval_batch_size=2))
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_run, monkeypatch):
+def poison_unet(monkeypatch, good_steps: int) -> None:
+    """Make the UNet that train() builds output NaN from training step good_steps + 1 on."""
     build = training.build_unet
 
     def poisoned_unet(*args, **kwargs):
@@ -135,7 +136,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_run
         def forward_with_nan(sample, timestep, *a, **k):
             calls["n"] += 1
             out = forward(sample, timestep, *a, **k)
-            if calls["n"] > 3:  # steps 1–3 are fine, step 4 produces NaN
+            if calls["n"] > good_steps:
                 out.sample = out.sample * float("nan")
             return out
 
@@ -143,6 +144,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_run
         return model
 
     monkeypatch.setattr(training, "build_unet", poisoned_unet)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_run, monkeypatch):
+    poison_unet(monkeypatch, good_steps=3)  # steps 1–3 are fine, step 4 produces NaN
     config = tiny_config(tmp_path, tiny_run)
     with pytest.raises(training.NonFiniteLossError, match="at step 4.*step-00000002"):
         training.train(config, progress=False)
@@ -246,21 +251,7 @@ def test_missing_dataset_hint_names_what_actually_works(tmp_path, name):
 
 
 def test_non_finite_loss_before_any_checkpoint_says_so(tmp_path, tiny_run, monkeypatch):
-    build = training.build_unet
-
-    def poisoned_unet(*args, **kwargs):
-        model = build(*args, **kwargs)
-        forward = model.forward
-
-        def forward_with_nan(sample, timestep, *a, **k):
-            out = forward(sample, timestep, *a, **k)
-            out.sample = out.sample * float("nan")
-            return out
-
-        model.forward = forward_with_nan
-        return model
-
-    monkeypatch.setattr(training, "build_unet", poisoned_unet)
+    poison_unet(monkeypatch, good_steps=0)
     config = tiny_config(tmp_path, tiny_run)
     with pytest.raises(training.NonFiniteLossError, match="at step 1; no checkpoint was written before it") as error:
         training.train(config, progress=False)
