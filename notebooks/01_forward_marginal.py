@@ -370,7 +370,8 @@ plt.show()
 # ## What we found
 #
 # * Eq. (3) holds for time-dependent $S_t$: the proof needs nothing about the $S_i$ beyond linearity, the library's
-#   two scalar recursions equal the dense $T$-term sum to round-off, and the simulated recursion (2) agrees with it
+#   two scalar recursions equal the dense $T$-term sum over eq. (9) typed out here to round-off, and the simulated
+#   recursion (2) agrees with it
 #   at every entry and every $t$ within the stated tolerance, for SDM and HDM and $s_0$ of both signs.
 # * The same Monte Carlo check rejects the add_noise covariance $(1-\bar\alpha_t)S_t^2$ for $|s_0| = 1$: the two
 #   marginals are measurably different.

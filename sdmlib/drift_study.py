@@ -133,7 +133,12 @@ def covariance_with_axis(axis: AxisLike, eigenvalues: torch.Tensor) -> torch.Ten
 
 
 def make_scheduler(
-    axis: AxisLike, s0: float, resqueeze: str = "previous", variant: str = "sdm", squeeze_schedule: str = "linear"
+    axis: AxisLike,
+    s0: float,
+    resqueeze: str = "previous",
+    variant: str = "sdm",
+    squeeze_schedule: str = "linear",
+    initial_squeeze: str = "first_step",
 ) -> SqueezedDDPMScheduler:
     """`SqueezedDDPMScheduler` with diffusers' default linear β schedule and clip_sample=False (Gaussian data is
     unbounded: clipping x̂_0 to [−1, 1] would make the step non-linear and bias the variance)."""
@@ -144,6 +149,7 @@ def make_scheduler(
         variant=variant,
         squeeze_schedule=squeeze_schedule,
         clip_sample=False,
+        initial_squeeze=initial_squeeze,
     )
 
 
