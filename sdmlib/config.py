@@ -240,7 +240,7 @@ class TrainConfig(TypedConfig):
 
     @property
     def protocol_label(self) -> str:
-        """The protocol and every field that overrides it, e.g. "authors", "paper-text", "authors-resqueeze_previous"."""
+        """The protocol and every field that overrides it: "authors", "paper-text", "authors-resqueeze_previous"."""
         preset = PROTOCOLS[self.protocol]
         overrides = [f"{name}_{getattr(self, name)}" for name in preset if getattr(self, name) != preset[name]]
         return "-".join([self.protocol, *overrides])

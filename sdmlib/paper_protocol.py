@@ -17,7 +17,10 @@ import pandas as pd
 # The paper's Figure 2f statements, in the paper's own axis names: the sign of the change from the DDPM baseline
 # for squeezing (s > 0) and anti-squeezing (s < 0): "squeezed SDM noise corresponds to reduced recall with slightly
 # higher precision ... anti-squeezed noise yields large recall gains at the cost of a slight loss of precision".
-PAPER_2F_TRENDS = {"recall": {"squeezing": -1, "anti-squeezing": +1}, "precision": {"squeezing": +1, "anti-squeezing": -1}}
+PAPER_2F_TRENDS = {
+    "recall": {"squeezing": -1, "anti-squeezing": +1},
+    "precision": {"squeezing": +1, "anti-squeezing": -1},
+}
 # The paper's axis -> the column of ours that measures the same thing (its real/generated roles swapped).
 PAPER_AXIS_IS_OUR = {"precision": "recall", "recall": "precision"}
 

@@ -26,7 +26,14 @@ AUTHORS = {"resqueeze": "current", "clip_space": "whitened", "initial_squeeze": 
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"variant": "hdm"}, {"resqueeze": "current"}, {"squeeze_schedule": "constant"}, {"clip_space": "data"}, AUTHORS],
+    [
+        {},
+        {"variant": "hdm"},
+        {"resqueeze": "current"},
+        {"squeeze_schedule": "constant"},
+        {"clip_space": "data"},
+        AUTHORS,
+    ],
 )
 @pytest.mark.parametrize("num_inference_steps", [50, None])
 def test_zero_squeeze_is_exactly_ddpm(extra, num_inference_steps):

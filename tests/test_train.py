@@ -114,7 +114,10 @@ def test_run_names_separate_protocols_and_keep_the_default_names():
 def test_scheduler_follows_the_protocol(protocol):
     config = TrainConfig.from_mapping({"protocol": protocol, "s0": -0.4})
     scheduler = training.build_scheduler(config, [1.0, 1.0, 1.0])
-    expected = {"paper-text": ("previous", True, "data", "first_step"), "authors": ("current", True, "whitened", "t_max")}
+    expected = {
+        "paper-text": ("previous", True, "data", "first_step"),
+        "authors": ("current", True, "whitened", "t_max"),
+    }
     got = (scheduler.config.resqueeze, scheduler.config.clip_sample, scheduler.config.clip_space,
            scheduler.config.initial_squeeze)
     assert got == expected[protocol]
