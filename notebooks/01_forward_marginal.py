@@ -132,20 +132,29 @@ print(f"T = {num_timesteps}, n = {n}, v̂ = {axis.numpy().round(4)}, ᾱ_T = {al
 # The same $\Sigma_t$ follows without unrolling: $x_{t-1}$ is independent of $\varepsilon_t$, so (2) gives
 # $\Sigma_t = \alpha_t\Sigma_{t-1} + \beta_t S_t S_t^\top$, $\Sigma_0 = 0$.
 #
-# First check: `sdmlib.marginal_covariance` against this dense sum, built from explicit $n\times n$ matrices
-# `squeeze_matrix(axis, s_i)` and the $T\times T$ table of weights $c_{t,i}^2 = \beta_i\,\bar\alpha_t/\bar\alpha_i$
-# ($i \le t$). Both are exact float64 arithmetic, so the tolerance is round-off.
+# First check: `sdmlib.marginal_covariance` against this dense sum
+# (`gaussian.dense_marginal_covariance`: the $T\times T$ table of weights
+# $c_{t,i}^2 = \beta_i\,\bar\alpha_t/\bar\alpha_i$, $i \le t$, contracted with explicit $n\times n$ matrices $S_i$).
+# The $S_i$ are eq. (9) typed out here, $S^{\mathrm{SDM}}(s) = I + \hat v\hat v^\top(e^{-s} - 1)$ and
+# $S^{\mathrm{HDM}}(s) = e^{-s}\hat v\hat v^\top + e^{s/(n-1)}(I - \hat v\hat v^\top)$, not taken from the library, so a
+# wrong eq. (9) in `sdmlib` fails this check (`tests/test_derivation_checks.py` plants one). Both sides are exact
+# float64 arithmetic, so the tolerance is round-off.
 
 # %%
-log_alpha_bar = torch.log(alpha_bar)
-weights = torch.tril(betas[None, :] * torch.exp(log_alpha_bar[:, None] - log_alpha_bar[None, :]))  # (T, T): c²_{t,i}
+projector, identity = torch.outer(axis, axis), torch.eye(n, dtype=torch.float64)  # v̂v̂ᵀ and I, (n, n)
 for variant in variants:
     for s0 in check_s0_values:
-        squeeze = sdmlib.squeeze_matrix(axis, s_schedules[s0], variant)  # (T, n, n): S_i for every i
-        dense = torch.einsum("ti,ijk,ilk->tjl", weights, squeeze, squeeze)  # Σ_t as the T-term sum of eq. (3)
+        s_i = s_schedules[s0][:, None, None]  # (T, 1, 1): s(t) at every t
+        if variant == "sdm":  # eq. (9), typed out: (T, n, n)
+            squeeze = identity + projector * (torch.exp(-s_i) - 1)
+        else:
+            squeeze = torch.exp(-s_i) * projector + torch.exp(s_i / (n - 1)) * (identity - projector)
+        dense = sdmlib.gaussian.dense_marginal_covariance(squeeze, betas)  # Σ_t as the T-term sum of eq. (3)
         torch.testing.assert_close(sdmlib.marginal_covariance(axis, s_schedules[s0], betas, variant), dense,
                                    rtol=1e-10, atol=1e-12)
-print("marginal_covariance equals the dense sum of eq. (3) for every t, variant and s0")
+        torch.testing.assert_close(sdmlib.squeeze_matrix(axis, s_schedules[s0], variant), squeeze, rtol=1e-12,
+                                   atol=1e-12)
+print("marginal_covariance equals the dense sum of eq. (3) over eq. (9) typed out, for every t, variant and s0")
 
 # %% [markdown]
 # ## Two scalar recursions
@@ -360,7 +369,8 @@ plt.show()
 # ## What we found
 #
 # * Eq. (3) holds for time-dependent $S_t$: the proof needs nothing about the $S_i$ beyond linearity, the library's
-#   two scalar recursions equal the dense $T$-term sum to round-off, and the simulated recursion (2) agrees with it
+#   two scalar recursions equal the dense $T$-term sum over eq. (9) typed out here to round-off, and the simulated
+#   recursion (2) agrees with it
 #   at every entry and every $t$ within the stated tolerance, for SDM and HDM and $s_0$ of both signs.
 # * The same Monte Carlo check rejects the add_noise covariance $(1-\bar\alpha_t)S_t^2$ for $|s_0| = 1$: the two
 #   marginals are measurably different.

@@ -169,6 +169,44 @@ print(f"Δβ = {delta_beta[1000]:.4e} between training steps (appendix: ≈ 2e�
       f"(appendix: ≈ 4e−4); β_max = {beta_max}")
 
 # %% [markdown]
+# ## Which $S$ the sampler uses, step by step
+#
+# Every check below (the exact moments, the predictor, the Monte Carlo) reads $s(t)$ through the scheduler's own
+# `strength_at`, so a wrong timestep there would pass them all. This check does not: it records, at each of the 50
+# sampling steps, the strength the real `step` whitens with (eq. 5) and re-squeezes with (eq. 7), and that of the
+# starting noise (`drift_study.sampler_strengths` spies on the squeezes `step` performs), and compares them with a
+# reference typed out here from the paper's schedule alone: $\beta_t$ evenly spaced from $10^{-4}$ to $0.02$ in float64,
+# $s(t) = s_0\beta_t/\beta_{\max}$, $s = 0$ past the end ($S_0 = I$), diffusers' "leading" timesteps $T - k\cdot$stride.
+# Eq. (7) re-squeezes with the next timestep's $s$; the authors' code with the same $t$'s, and it squeezes the
+# starting noise at $t = T-1$ rather than at the first sampling step. The tolerance $10^{-6}$ (relative) covers
+# diffusers' float32 $\beta$; a timestep off by one training step is off by $\sim 10^{-3}$.
+# `tests/test_derivation_checks.py` plants such off-by-ones and checks that this comparison fails.
+
+# %%
+reference_betas = torch.linspace(1e-4, 0.02, 1000, dtype=F64)  # eq.: the linear schedule, (T,)
+strength_rows = []
+for s0 in (-1.0, -0.4, 0.7):
+    s_ext = torch.cat([s0 * reference_betas / reference_betas.max(), torch.zeros(1, dtype=F64)])  # [-1]: S_0 = I
+    reference_timesteps = [1000 - 20 * (k + 1) for k in range(50)]  # 980, 960, …, 0
+    for resqueeze, initial_squeeze in (("previous", "first_step"), ("current", "t_max")):
+        recorded = drift_study.sampler_strengths(
+            sdmlib.SqueezedDDPMScheduler(s0=s0, resqueeze=resqueeze, initial_squeeze=initial_squeeze), 50)
+        reference_whiten = s_ext[reference_timesteps]
+        reference_resqueeze = reference_whiten if resqueeze == "current" else s_ext[reference_timesteps[1:] + [-1]]
+        reference_initial = s_ext[999] if initial_squeeze == "t_max" else s_ext[980]
+        assert recorded.timesteps == reference_timesteps, recorded.timesteps
+        for name, got, want in (("whiten", recorded.whiten, reference_whiten),
+                                ("resqueeze", recorded.resqueeze, reference_resqueeze),
+                                ("initial", [recorded.initial], reference_initial.reshape(1))):
+            torch.testing.assert_close(torch.tensor(got, dtype=F64), want, rtol=1e-6, atol=1e-9,
+                                       msg=lambda m: f"{name}, s0 = {s0}, {resqueeze}: {m}")
+        strength_rows.append(dict(s0=s0, resqueeze=resqueeze, initial_squeeze=initial_squeeze,
+                                  initial=recorded.initial, first_whiten=recorded.whiten[0],
+                                  first_resqueeze=recorded.resqueeze[0], last_resqueeze=recorded.resqueeze[-1]))
+print("at every one of the 50 steps the sampler whitens and re-squeezes with the reference's s(t)")
+pd.DataFrame(strength_rows).round(5)
+
+# %% [markdown]
 # ## The size of $R_t - I$
 #
 # $R_t - I$ is symmetric with eigenvalues $e^{x} - 1$ on $\hat v$ and, for HDM, $e^{-x/(n-1)} - 1$ on $\hat v^\perp$,
@@ -521,6 +559,84 @@ assert convergence_baseline.abs().is_monotonic_decreasing, "DDPM's own error sho
  .round(4))
 
 # %% [markdown]
+# ## Clipping: the whitened box and the images' box
+#
+# With `clip_sample=True` diffusers clips the prediction $\hat x_0$ to $[-1, 1]$ inside the parent's step, which
+# here runs on the *whitened* chain: the box is $\lVert S_t^{-1}\hat x_0\rVert_\infty \le 1$, not the images'
+# $\lVert\hat x_0\rVert_\infty \le 1$ (the authors' code does the same; `clip_space="data"` clips $\hat x_0$ itself).
+# Where does it bite? $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\varepsilon)/\sqrt{\bar\alpha_t}$ divides the
+# predictor's error by $\sqrt{\bar\alpha_t}$, which is $6\times10^{-3}$ at $t = 980$: at large $t$, where $s(t)$ is
+# largest and the two boxes differ most, a small error in $\hat\varepsilon$ throws $\hat x_0$ far outside either box.
+# The table: under the training marginal of the Gaussian data above, the exact predictor plus independent noise of
+# RMS $r$ (a stand-in for a trained network's error), the fraction of entries of $\hat x_0$ outside the box in each
+# space, and the fraction of pixels whose clipped $\hat x_0$ differs between the two boxes.
+
+# %%
+from sdmlib import clip_study  # noqa: E402  (imported here: the study of this section)
+
+clip_rows = [clip_study.clip_fractions(data, axis, s0, t, error, 20000, seed)
+             for s0 in (-1.0, -0.4, 0.4, 1.0) for t in (980, 900, 800, 600, 400, 200, 20) for error in (0.0, 0.02)]
+clip_table = pd.DataFrame(clip_rows)
+at_980 = clip_table[(clip_table.t == 980) & (clip_table.s0 == -0.4) & (clip_table.predictor_rms_error == 0.02)].iloc[0]
+late = clip_table[clip_table.t <= 400]
+# The claim of the text: with a predictor error, clipping bites at large t in both boxes and the boxes disagree
+# there; from t = 400 down it (almost) never acts. 20 000 pixels: fractions carry an SE below 0.4 percentage points.
+assert at_980.clipped_whitened > 0.5 and at_980.samples_differing > 0.9, at_980
+assert (late.clipped_whitened < 0.002).all() and (late.clipped_data < 0.002).all(), late
+(clip_table.pivot(index=["predictor_rms_error", "t"], columns="s0",
+                  values=["clipped_whitened", "clipped_data", "samples_differing"]).round(4))
+
+# %% [markdown]
+# **What each box does to the sampler.** The real sampler, 50 steps, with the exact predictor (and with $r = 0.02$),
+# for each re-squeeze option and each box: the variance of the samples along $\hat v$ relative to the data's. The
+# runs of one $s_0$ share their seed, so the columns differ only by the clipping. (The Gaussian data itself has
+# $\sim 2\%$ of its entries outside $[-1, 1]$, which any clipping at small $t$ would cut.)
+
+# %%
+clip_sampler_rows = [clip_study.clipped_sampler_errors(data, axis, s0, box, resqueeze, num_samples_50 // 8, 50,
+                                                       seed + index, predictor_rms_error=error)
+                     for index, s0 in enumerate((-1.0, -0.4, 1.0)) for error in (0.0, 0.02)
+                     for resqueeze in resqueeze_options for box in clip_study.CLIP_BOXES]
+clip_sampler = pd.DataFrame(clip_sampler_rows)
+clip_effect = clip_sampler.pivot(index=["predictor_rms_error", "resqueeze", "s0"], columns="clip_box",
+                                 values="variance_error_axis")
+clip_effect["whitened_minus_none"] = clip_effect["whitened"] - clip_effect["none"]
+clip_effect["data_minus_none"] = clip_effect["data"] - clip_effect["none"]
+largest_clip_effect = float(clip_effect[["whitened_minus_none", "data_minus_none"]].abs().max().max())
+# Paired runs (same noise): the clipping effect is measured without the Monte Carlo error of either run. It is far
+# below the re-squeeze option's (≈ 12 percentage points at s0 = −0.4) and below one SE of a single run (~1%).
+assert largest_clip_effect < 0.01, clip_effect
+print(f"largest change of the variance along v̂ by clipping (either box): {100 * largest_clip_effect:.3f} "
+      f"percentage points")
+clip_effect.round(4)
+
+# %% [markdown]
+# ## The two protocols on the exact-predictor sampler
+#
+# A run follows one reading of the paper (`TrainConfig.protocol`): **paper-text** re-squeezes with $S_{t-1}$
+# (eq. 7), clips in the images' box and starts from $S\varepsilon$ at the first sampling step; **authors** re-squeezes
+# with $S_t$, clips the whitened $\hat x_0$ and starts from $S\varepsilon$ at $t = T-1$. Clipping changes little
+# (above), so the exact moments without clipping measure how far apart the two samplers are: the variance error along
+# $\hat v$, 50 steps, and its excess over DDPM at the same number of steps.
+
+# %%
+protocol_rows = []
+for s0 in (-1.0, -0.6, -0.4, -0.2, 0.0, 0.4, 1.0):
+    for protocol, resqueeze, initial_squeeze in (("paper-text", "previous", "first_step"),
+                                                 ("authors", "current", "t_max")):
+        scheduler = drift_study.make_scheduler(axis, s0, resqueeze, initial_squeeze=initial_squeeze)
+        errors = drift_study.distribution_errors(drift_study.moments_of_sampler(data, scheduler, 50), data, axis)
+        protocol_rows.append(dict(s0=s0, protocol=protocol, variance_error_axis=errors["variance_error_axis"],
+                                  excess_axis=errors["variance_error_axis"] - baseline[50],
+                                  frechet=errors["frechet"]))
+protocols = pd.DataFrame(protocol_rows)
+protocols_table = protocols.pivot(index="s0", columns="protocol", values=["variance_error_axis", "excess_axis"])
+at_04 = protocols[protocols.s0 == -0.4].set_index("protocol").excess_axis
+# The direction the text states (eq. 7 loses variance along v̂ when anti-squeezing, the authors' code gains it).
+assert at_04["paper-text"] < 0 < at_04["authors"], at_04
+protocols_table.round(4)
+
+# %% [markdown]
 # ## Figures
 #
 # **Sampling error.** Left: the relative error of the generated variance along $\hat v$ against $s_0$ (lines: exact;
@@ -636,6 +752,20 @@ plt.show()
 #   with `"previous"` the mirror image happens for $s_0 > 0$. That is what happens for Gaussian data; whether the
 #   same cancellation contributes to the paper's FID gains at $s_0 \approx -0.4$ on CIFAR-10 is a question for a
 #   trained network (whose predictor is not the Gaussian optimum), not something this notebook can settle.
+# * **The sampler uses the $S$ it should.** At each of the 50 steps it whitens with $s(t)$ and re-squeezes with
+#   $s$ at the next sampling timestep (eq. 7; $0$ after the last step) or at the same one (the authors'), and starts
+#   from $S\varepsilon$ at $t = 980$ (or $999$), exactly as a reference built from the $\beta$ schedule alone says.
+# * **Clipping acts at large $t$, not near $t = 0$.** With the exact predictor x̂_0 is almost never outside the box
+#   (≤ 0.02% of entries, at small $t$, from the Gaussian data's own tails). With a predictor error of RMS 0.02 it is
+#   outside in 65–83% of entries at $t = 980$ in the whitened box (70% in the images' box), 2–20% at $t = 800$, and
+#   never from $t = 600$ down; at $t = 980$ the two boxes give a different clipped x̂_0 for 97–99% of pixels. But
+#   the weight of x̂_0 in a step at large $t$ is small ($\approx 3\times10^{-3}$ at $t = 980$) and later steps contract:
+#   the variance of the samples along $\hat v$ changes by at most 0.08 percentage points with either box (paired
+#   runs), far below the 12 points between the two re-squeeze options at $s_0 = -0.4$.
+# * **The two protocols** (exact moments, 50 steps): at $s_0 = -0.4$ the variance along $\hat v$ is off by
+#   $-29.7\%$ (paper-text) against $-17.8\%$ (authors), i.e. $-7.1$ and $+4.8$ points from DDPM's own $-22.6\%$;
+#   at $s_0 = -1$, $-15.8$ and $+13.2$ points. The authors' start at $t = 999$ instead of 980 changes these by
+#   less than $0.01$ points.
 #
 # The numbers (also in `03_drift.json`):
 
@@ -653,6 +783,8 @@ summary = dict(
     drift_sizes_at_s0_1={str(steps): dict(one_step=one, trajectory=whole)
                          for steps, (one, whole) in drift_sizes.items()},
     monte_carlo_seconds=monte_carlo_seconds, runtime_seconds=runtime_seconds,
+    sampler_strengths=strength_rows, clip_fractions=clip_rows, clip_sampler=clip_sampler.to_dict(orient="records"),
+    largest_clip_effect_variance_axis=largest_clip_effect, protocols_50_steps=protocols.to_dict(orient="records"),
 )
 figures.save_json(output_dir / "03_drift.json", summary)
 
@@ -670,6 +802,14 @@ print("Exact sampler errors, SDM: variance along v̂ relative to the data's, rel
 print(table.to_string(float_format="{:+.4f}".format), "\n")
 print("First-order drift slopes (per unit s0) against finite differences of the exact moments:")
 print(slopes.to_string(index=False, float_format="{:+.4f}".format), "\n")
+print("Clipped entries of x̂_0 (whitened box, data box) and pixels whose clipped x̂_0 differs, by t and s0:")
+print(clip_table.pivot(index=["predictor_rms_error", "t"], columns="s0",
+                       values=["clipped_whitened", "clipped_data", "samples_differing"]).to_string(
+                           float_format="{:.4f}".format), "\n")
+print("Variance error along v̂ with each clipping box (50 steps, paired runs):")
+print(clip_effect.to_string(float_format="{:+.4f}".format), "\n")
+print("The two protocols, exact moments at 50 steps (variance error along v̂, and its excess over DDPM):")
+print(protocols_table.to_string(float_format="{:+.4f}".format), "\n")
 print("Monte Carlo (real sampler) against exact:")
 print(monte_carlo[["variant", "steps", "resqueeze", "s0", "variance_error_axis", "variance_error_axis_exact",
                    "se_variance_error_axis", "z_variance_error_axis", "z_variance_error_perp", "z_mean_axis"]]

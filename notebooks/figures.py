@@ -49,7 +49,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from sdmlib import analysis, figures
+from sdmlib import analysis, figures, paper_protocol
 from sdmlib.analysis import FiguresConfig
 from sdmlib.io import save_text
 from sdmlib.sweep import read_results
@@ -66,6 +66,7 @@ fit_half_width = 0.5  # fit the parabola within this distance in s of the best g
 confidence = 0.95  # level of the confidence interval on the fitted optimum s*
 ci_method = "delta"  # delta (first order, symmetric) or fieller (exact for Gaussian noise)
 comparison_seed = 0  # the one seed of panels 2b, 2c (SDM against HDM) and of Figure 3
+protocol = "authors"  # draw the runs of this protocol: authors (the paper's numbers) | paper-text (the ablation)
 
 # %%
 config = FiguresConfig.from_namespace(globals(), _names_before_parameters)
@@ -76,13 +77,18 @@ display(config)
 # %% [markdown]
 # ## The sweep
 #
-# One row per run. Only finished runs count; a failed run keeps its error in the table. At $s_0 = 0$ the squeeze
+# One row per run. Only runs of the chosen `protocol` are drawn: `authors` (their code's sampler and precision/recall,
+# which produced the paper's numbers) or `paper-text` (eq. 7 as printed, params/sweep-fig2a-papertext.yaml); a sweep
+# folder may hold both, since run names carry the protocol. Only finished runs count; a failed run keeps its error in
+# the table. At $s_0 = 0$ the squeeze
 # matrix is the identity for both variants (eq. 9), so the sweep trains the DDPM baseline once, as an "sdm" run, and
 # both the SDM and the HDM curves use it as their $s_0 = 0$ point.
 
 # %%
-results = read_results(config.sweep_path)
+all_results = read_results(config.sweep_path)
+results = paper_protocol.select_protocol(all_results, config.protocol)
 paper = analysis.load_paper_results(config.paper_results_path)
+print(f"{len(results)} of {len(all_results)} runs follow protocol {config.protocol!r}")
 overview = results.groupby(["dataset", "variant", "status"]).agg(runs=("run_id", "count"), seeds=("seed", "nunique"))
 print(f"{len(results)} runs in {config.sweep_path / 'results.csv'}")
 display(overview)
@@ -195,6 +201,13 @@ for name, panel in (("fig2d", panel_d), ("fig2e", panel_e)):
 # the data manifold the samples cover. The paper: squeezing lowers recall and slightly raises precision,
 # anti-squeezing gains much recall for a little precision, and the F-score $F_1 = 2PR/(P + R)$ (dashed contours)
 # is again parabolic in $s$. Each point is the mean over seeds at one $s_0$.
+#
+# **The paper's axes are swapped.** torch-fidelity takes the generated images as `input1` and the real ones as
+# `input2`; the authors' code passes the 50 000 real images as `input1` and the 10 000 generated as `input2`. So the
+# paper's "precision" is the share of *real* images inside the generated manifold, which is recall, and its "recall"
+# is precision; its k-NN radii also come from 50 000 real against 10 000 generated images (their protocol, which
+# `protocol: authors` reproduces with `prc_num_real = 50000`). Our axes keep torch-fidelity's orientation; the table
+# after the plot sets each of the paper's statements against the column of ours that measures the same thing.
 
 # %%
 panel_f = analysis.precision_recall_panel(results, config.main_dataset, "sdm", grid_file=grid_files["2f"])
@@ -205,6 +218,12 @@ produced["fig2f"] = {
 }
 plt.show()
 display(panel_f.points)
+
+# %%
+trends_2f = paper_protocol.precision_recall_trends(panel_f.points)
+trends_2f.to_csv(output_path / "comparison-2f.csv", index=False)
+produced["fig2f"]["trends"] = trends_2f.to_dict(orient="records")
+display(trends_2f)
 
 # %% [markdown]
 # All six panels in one figure, as the paper lays out Figure 2:
@@ -250,7 +269,9 @@ plt.show()
 # One row per paper statement with a numeric optimum (and per variant for 2b, 2c). `metric` names the column we
 # used: where it is an offline stand-in, our baseline, best value and improvement are in its units and are not
 # comparable with the paper's FID numbers; the location of the optimum is. Improvement is
-# (baseline − best)/baseline · 100 for distances (the paper's "~15%"), the other way round for scores.
+# (baseline − best)/baseline · 100 for distances (the paper's "~15%"), the other way round for scores. Figure 2f
+# states no numbers; its trends, with the paper's precision set against our recall and its recall against our
+# precision, are in the table under Figure 2f (`comparison-2f.csv`).
 
 # %%
 comparison = analysis.comparison_table(

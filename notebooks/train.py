@@ -56,7 +56,10 @@ image_size = 32  # 32 for CIFAR, 64 for CelebA-64
 s0 = 0.0  # squeeze strength: 0 is DDPM, < 0 anti-squeezes (the paper's best CIFAR-10 value is about -0.4)
 variant = "sdm"  # sdm | hdm (eq. 9)
 squeeze_schedule = "linear"  # linear: s(t) is s0 β_t / β_max (the paper's) | constant
-resqueeze = "previous"  # previous: eq. 7 | current: the authors' code
+protocol = "paper-text"  # paper-text: eq. 7 as printed | authors: their public code; sets the next four when empty
+resqueeze = ""  # previous: S_(t-1), eq. 7 | current: S_t, the authors' code | empty: the protocol's
+clip_box = ""  # where x̂_0 is clipped to [-1, 1]: data | whitened (the authors') | none | empty: the protocol's
+initial_squeeze = ""  # S of the starting noise at: first_step (of sampling) | t_max (T - 1, the authors') | empty
 num_train_timesteps = 1000  # T
 beta_start = 0.0001  # linear β schedule, diffusers' default
 beta_end = 0.02
@@ -81,11 +84,12 @@ num_eval_samples = 10000  # FID-10K
 eval_batch_size = 500
 metrics = ["fid", "isc", "prc", "pca_fd", "pca_prc"]  # FID, IS, precision/recall (k 3); pixel-PCA FD and P/R offline
 pca_components = 64  # dimension of the offline metric's pixel-PCA space
+prc_num_real = -1  # real images of precision/recall: 0 = as many as generated | N = up to N | -1: the protocol's
 inception_weights = ""  # local path to torch-fidelity's Inception weights; empty: download them
 vgg_weights = ""  # local path to the VGG16 weights of precision/recall; empty: download them
 num_grid_samples = 36  # images in the sample grid
 grid_seed = 1234  # the grid's noise: the same images for every s0
-output_dir = ""  # the run folder; empty: outputs/runs/DATASET-VARIANT-s0_S0-seedSEED
+output_dir = ""  # the run folder; empty: outputs/runs/DATASET-VARIANT-s0_S0-seedSEED[-PROTOCOL]
 checkpoint_every = 500  # optimisation steps between checkpoints
 log_every = 10  # steps between loss records
 

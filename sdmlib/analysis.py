@@ -28,7 +28,7 @@ import pandas as pd
 import scipy.stats
 import yaml
 
-from .config import PROJECT_ROOT, TypedConfig, project_path
+from .config import PROJECT_ROOT, PROTOCOLS, TypedConfig, project_path
 from .data import DATASETS
 
 VARIANTS = ("sdm", "hdm")
@@ -663,9 +663,10 @@ def sample_grid(
     rows = points[points["s"] == round(float(s), _S_DECIMALS)] if len(points) else points
     if seed is not None and len(rows):
         rows = rows[rows["seed"] == seed]
-    if "samples_grid" not in rows.columns:
+    if "samples_grid" in rows.columns:  # an empty run table (no runs of `dataset`) has no columns to index
+        rows = rows[rows["samples_grid"].notna() & (rows["samples_grid"].astype(str) != "")]
+    else:
         rows = rows.iloc[:0]
-    rows = rows[rows["samples_grid"].notna() & (rows["samples_grid"].astype(str) != "")]
     if rows.empty:
         where = f"s = {s:g}" + (f", seed {seed}" if seed is not None else "")
         message = missing_message(dataset, variant, grid_file, None, f"sample grid at {where}")
@@ -952,6 +953,7 @@ class FiguresConfig(TypedConfig):
     confidence: float = 0.95  # level of the interval on s*
     ci_method: str = "delta"  # "delta" or "fieller" (`fit_quadratic`)
     comparison_seed: int = 0  # the fixed seed of panels 2b, 2c and Figure 3
+    protocol: str = "authors"  # draw the runs of this protocol (TrainConfig.protocol_label); the paper's: authors
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]):
@@ -978,6 +980,11 @@ class FiguresConfig(TypedConfig):
             raise ValueError(f"fit_half_width must be a positive number, got {self.fit_half_width!r}")
         if self.ci_method not in CI_METHODS:
             raise ValueError(f"ci_method must be one of {CI_METHODS}, got {self.ci_method!r}")
+        if not any(self.protocol == name or self.protocol.startswith(f"{name}-") for name in PROTOCOLS):
+            raise ValueError(
+                f"protocol must be a run's protocol label: one of {tuple(PROTOCOLS)}, optionally followed by its "
+                f"overrides as in run names (e.g. 'authors-resqueeze_previous'), got {self.protocol!r}"
+            )
         if not self.sweep_path.is_dir():
             raise ValueError(
                 f"sweep_dir {self.sweep_path} does not exist: run the paper's sweep into it first, e.g. "

@@ -7,7 +7,9 @@ numbers however they are written: YAML 1.1 (PyYAML) reads `1e-4` and `1e-08` as 
 them as floats, and the converter accepts both. The resolved config is written next to the outputs of every run
 (`config.json`), and `-f <run>/config.json` reads it back as the same config.
 
-Defaults are the paper's CIFAR-10 run, as the authors' public code sets it (`docs/paper.md`, Appendix A).
+Defaults are the paper's CIFAR-10 run, as the authors' public code sets it (`docs/paper.md`, Appendix A);
+the sampler and the precision/recall protocol default to the paper's text (`protocol="paper-text"`), and the grids
+that reproduce the paper's figures set the authors' (`protocol: authors`, see PROTOCOLS).
 """
 
 from __future__ import annotations
@@ -27,10 +29,29 @@ import yaml
 from .checks import one_of as _one_of
 from .data import DATASETS
 from .metrics import METRICS as METRIC_NAMES
-from .scheduler import RESQUEEZE_MODES
+from .scheduler import INITIAL_SQUEEZES, RESQUEEZE_MODES
 from .squeeze import SCHEDULE_KINDS, VARIANTS
 
 MODEL_SIZES = ("paper", "small", "tiny")
+CLIP_BOXES = ("data", "whitened", "none")
+
+# The two readings of the paper a run can follow, each a setting of the four fields that the paper's text and the
+# authors' public code (joe-singh/squeezing, squeezed_diffusion.py) resolve differently. A field given explicitly
+# (not "" / -1) overrides the protocol's value; the run's name then says so (`TrainConfig.protocol_label`).
+#   paper-text: eq. (7) re-squeezes with S_{t−1}; x̂_0 is clipped in the images' box [−1, 1] (eq. 6 is Ho et al.'s
+#       step, whose x̂_0 is an image); sampling starts from S ε with S at the first sampling timestep, the one the
+#       first step whitens with; precision/recall compares as many real images as generated (Kynkänniemi et al.).
+#   authors: their code re-squeezes with S_t; diffusers' parent step clips the whitened S_t⁻¹x̂_0 (clip_sample=True);
+#       the starting noise is squeezed at t = T − 1; precision/recall takes up to 50 000 training images (their
+#       pr_n_real) against the generated ones. (They also pass real images as torch-fidelity's input1: the paper's
+#       "precision" is our recall and vice versa; we keep torch-fidelity's orientation, see the README.)
+PROTOCOLS = {
+    "paper-text": {"resqueeze": "previous", "clip_box": "data", "initial_squeeze": "first_step", "prc_num_real": 0},
+    "authors": {"resqueeze": "current", "clip_box": "whitened", "initial_squeeze": "t_max", "prc_num_real": 50000},
+}
+DEFAULT_PROTOCOL = "paper-text"
+PROTOCOL_UNSET = {"resqueeze": "", "clip_box": "", "initial_squeeze": "", "prc_num_real": -1}  # "the protocol's"
+
 MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 # Relative paths in a config are relative to the repository root (where pyproject.toml is), so a run means the
@@ -115,7 +136,11 @@ class TrainConfig(TypedConfig):
     s0: float = 0.0  # squeeze strength; 0 is the DDPM baseline, the paper's best CIFAR-10 value is about -0.4
     variant: str = "sdm"  # "sdm" or "hdm"
     squeeze_schedule: str = "linear"  # s(t) = s0 β_t/β_max ("linear", the paper's) or s0 ("constant")
-    resqueeze: str = "previous"  # eq. (7) ("previous") or the authors' code ("current")
+    # the reading of the paper (PROTOCOLS); each of the four fields after it: "" (or -1) = the protocol's value
+    protocol: str = DEFAULT_PROTOCOL  # "paper-text" (eq. 7 as printed) or "authors" (their public code)
+    resqueeze: str = ""  # "previous": S_{t−1}, eq. (7) | "current": S_t, the authors' code
+    clip_box: str = ""  # x̂_0 clipped to [−1, 1] in "data" space, in the "whitened" chain (authors'), or "none"
+    initial_squeeze: str = ""  # S of the starting noise: at the "first_step" of sampling, or at "t_max" = T − 1
     # diffusion
     num_train_timesteps: int = 1000  # T, the steps of the forward process (eq. 2)
     beta_start: float = 0.0001  # β_1 of the linear β schedule
@@ -144,6 +169,7 @@ class TrainConfig(TypedConfig):
     eval_batch_size: int = 500  # images per sampling batch and per metric-extraction batch
     metrics: tuple[str, ...] = ("fid", "isc", "prc", "pca_fd", "pca_prc")  # a list, any of METRIC_NAMES
     pca_components: int = 64  # dimension of the offline metric's feature space
+    prc_num_real: int = -1  # real images of precision/recall: 0 = as many as generated, N = up to N (authors: 50000)
     inception_weights: str = ""  # local path to torch-fidelity's Inception weights; "" = its default download
     vgg_weights: str = ""  # local path to the VGG16 weights precision/recall use; "" = default download
     num_grid_samples: int = 36  # images in the sample grid (Figure 3 uses 36)
@@ -153,13 +179,35 @@ class TrainConfig(TypedConfig):
     checkpoint_every: int = 500  # optimisation steps between checkpoints
     log_every: int = 10  # steps between loss records
 
+    def __post_init__(self) -> None:
+        """Fill the protocol's fields left unset ("" / -1) from `PROTOCOLS`; an unknown protocol is left to
+        `validate` to report."""
+        for name, value in PROTOCOLS.get(self.protocol, {}).items():
+            if getattr(self, name) == PROTOCOL_UNSET[name]:
+                object.__setattr__(self, name, value)
+
+    def replace(self, **changes: Any):
+        """A copy with `changes`; a new `protocol` resets its four fields to its own values unless they are given."""
+        values = self.to_dict()
+        if "protocol" in changes:
+            values.update(PROTOCOL_UNSET)
+        return type(self).from_mapping({**values, **changes})
+
     # -- validation ------------------------------------------------------------------------------------------
 
     def validate(self) -> None:
+        _one_of("protocol", self.protocol, tuple(PROTOCOLS))
         _one_of("dataset", self.dataset, DATASETS)
         _one_of("variant", self.variant, VARIANTS)
         _one_of("squeeze_schedule", self.squeeze_schedule, SCHEDULE_KINDS)
         _one_of("resqueeze", self.resqueeze, RESQUEEZE_MODES)
+        _one_of("clip_box", self.clip_box, CLIP_BOXES)
+        _one_of("initial_squeeze", self.initial_squeeze, INITIAL_SQUEEZES)
+        if self.prc_num_real < 0:
+            raise ValueError(
+                f"prc_num_real must be 0 (as many real images as generated), a positive number of real images, or -1 "
+                f"(the protocol's), got {self.prc_num_real!r}"
+            )
         _one_of("model_size", self.model_size, MODEL_SIZES)
         _one_of("mixed_precision", self.mixed_precision, MIXED_PRECISIONS)
         for metric in self.metrics:
@@ -205,20 +253,28 @@ class TrainConfig(TypedConfig):
     # -- derived values --------------------------------------------------------------------------------------
 
     @property
+    def protocol_label(self) -> str:
+        """The protocol and every field that overrides it: "authors", "paper-text", "authors-resqueeze_previous"."""
+        preset = PROTOCOLS[self.protocol]
+        overrides = [f"{name}_{getattr(self, name)}" for name in preset if getattr(self, name) != preset[name]]
+        return "-".join([self.protocol, *overrides])
+
+    @property
     def run_dir(self) -> Path:
         """The run folder, absolute; relative paths are taken from the repository root."""
-        return project_path(
-            self.output_dir or f"outputs/runs/{run_name(self.dataset, self.variant, self.s0, self.seed)}"
-        )
+        name = run_name(self.dataset, self.variant, self.s0, self.seed, self.protocol_label)
+        return project_path(self.output_dir or f"outputs/runs/{name}")
 
     @property
     def data_dir(self) -> Path:
         return project_path(self.data_root)
 
 
-def run_name(dataset: str, variant: str, s0: float, seed: int) -> str:
-    """The name of a run's folder: <dataset>-<variant>-s0_<s0>-seed<seed> (a sweep names its runs the same)."""
-    return f"{dataset}-{variant}-s0_{s0 + 0.0:g}-seed{seed}"  # + 0.0 turns −0.0 into 0.0
+def run_name(dataset: str, variant: str, s0: float, seed: int, protocol_label: str = DEFAULT_PROTOCOL) -> str:
+    """The name of a run's folder: <dataset>-<variant>-s0_<s0>-seed<seed>, then -<protocol_label> unless that is
+    the default protocol unchanged (so runs of the default keep the names they had before protocols existed)."""
+    name = f"{dataset}-{variant}-s0_{s0 + 0.0:g}-seed{seed}"  # + 0.0 turns −0.0 into 0.0
+    return name if protocol_label == DEFAULT_PROTOCOL else f"{name}-{protocol_label}"
 
 
 def project_path(path: str | os.PathLike) -> Path:
@@ -299,6 +355,9 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
 __all__ = [
     "TrainConfig",
     "UnknownParameterError",
+    "PROTOCOLS",
+    "DEFAULT_PROTOCOL",
+    "CLIP_BOXES",
     "project_path",
     "seeded_output_dir",
     "run_name",

@@ -56,6 +56,57 @@ def trajectory_drift_norms(scheduler: SqueezedDDPMScheduler) -> torch.Tensor:
     return torch.linalg.matrix_norm(drifts - torch.eye(drifts.shape[-1], dtype=drifts.dtype), ord=2)
 
 
+class SamplerStrengths(NamedTuple):
+    """The squeeze strengths the sampler actually applies: at each step, s of the whitening S_t⁻¹ (eq. 5) and of the
+    re-squeeze (eq. 7), and s of the starting noise S ε."""
+
+    timesteps: list[int]
+    whiten: list[float]
+    resqueeze: list[float]
+    initial: float
+
+
+def sampler_strengths(scheduler: SqueezedDDPMScheduler, num_inference_steps: int) -> SamplerStrengths:
+    """Run `initial_noise` and `step` over the sampling schedule and record which s each squeeze used.
+
+    Observed, not recomputed: every call of the scheduler's `_squeeze` is recorded with its input and output, and a
+    step's whitening strength is that of the call that took the step's input sample, its re-squeeze strength that
+    of the call that produced the returned `prev_sample`. So a wrong timestep anywhere on the way (in `strength_at`,
+    `previous_timestep` or `step` itself) shows up here, to be compared with a reference computed independently.
+    """
+    calls: list[tuple[torch.Tensor, float, bool, torch.Tensor]] = []
+    original = scheduler._squeeze
+
+    def recording(x: torch.Tensor, s: float, inverse: bool = False) -> torch.Tensor:
+        out = original(x, s, inverse)
+        calls.append((x, s, inverse, out))
+        return out
+
+    def strength(match) -> float:
+        found = [s for x, s, inverse, out in calls if match(x, inverse, out)]
+        if len(found) != 1:
+            raise RuntimeError(f"expected one matching squeeze call, found {len(found)}")
+        return float(found[0])
+
+    scheduler._squeeze = recording
+    try:
+        scheduler.set_timesteps(num_inference_steps)
+        n = scheduler.principal_axis.shape[0]
+        x = scheduler.initial_noise((1, n, 1, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        initial = strength(lambda _, inverse, out: out is x and not inverse)
+        timesteps, whiten, resqueeze = [int(t) for t in scheduler.timesteps], [], []
+        for t in scheduler.timesteps:
+            calls.clear()
+            sample = x
+            x = scheduler.step(torch.zeros_like(sample), t, sample, generator=torch.Generator().manual_seed(1))
+            x = x.prev_sample
+            whiten.append(strength(lambda inp, inverse, _: inp is sample and inverse))
+            resqueeze.append(strength(lambda _, inverse, out: out is x and not inverse))
+    finally:
+        del scheduler._squeeze  # back to the class's method
+    return SamplerStrengths(timesteps, whiten, resqueeze, initial)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Gaussian data and the exact law of the sampler's output.
 
@@ -82,7 +133,12 @@ def covariance_with_axis(axis: AxisLike, eigenvalues: torch.Tensor) -> torch.Ten
 
 
 def make_scheduler(
-    axis: AxisLike, s0: float, resqueeze: str = "previous", variant: str = "sdm", squeeze_schedule: str = "linear"
+    axis: AxisLike,
+    s0: float,
+    resqueeze: str = "previous",
+    variant: str = "sdm",
+    squeeze_schedule: str = "linear",
+    initial_squeeze: str = "first_step",
 ) -> SqueezedDDPMScheduler:
     """`SqueezedDDPMScheduler` with diffusers' default linear β schedule and clip_sample=False (Gaussian data is
     unbounded: clipping x̂_0 to [−1, 1] would make the step non-linear and bias the variance)."""
@@ -93,6 +149,7 @@ def make_scheduler(
         variant=variant,
         squeeze_schedule=squeeze_schedule,
         clip_sample=False,
+        initial_squeeze=initial_squeeze,
     )
 
 
@@ -134,7 +191,8 @@ def sampler_moments(
 
     i.e. x′ = A x + c + σ S_next z with A = S_next S_t⁻¹ [(a/√ᾱ)(I − √(1−ᾱ) G) + b I] and
     c = −S_next S_t⁻¹ (a/√ᾱ) √(1−ᾱ) h. The moments obey m′ = A m + c, P′ = A P Aᵀ + σ² S_next S_nextᵀ, from
-    the start x_T = S_T ε: m = 0, P = S_T S_Tᵀ.
+    the start x_T = S_T ε: m = 0, P = S_T S_Tᵀ (S_T at the first sampling timestep, or at T − 1 with
+    initial_squeeze="t_max").
     """
     config = scheduler.config
     if config.clip_sample or config.thresholding or config.variance_type != "fixed_small":
@@ -153,7 +211,8 @@ def sampler_moments(
 
     squeezes_next = squeeze_matrix(axis, torch.tensor(s_next, dtype=torch.float64), variant)  # (K, n, n)
     whitenings = inverse_squeeze_matrix(axis, torch.tensor(s_t, dtype=torch.float64), variant)  # (K, n, n), S_t⁻¹
-    start = squeeze_matrix(axis, s_t[0], variant)  # S_T: initial_noise draws S_T ε
+    first = config.num_train_timesteps - 1 if config.initial_squeeze == "t_max" else timesteps[0]
+    start = squeeze_matrix(axis, scheduler.strength_at(first), variant)  # S_T: initial_noise draws S_T ε
     mean, covariance = torch.zeros(n, dtype=torch.float64), start @ start.T
     for k, t in enumerate(timesteps):
         t_prev = timesteps[k + 1] if k + 1 < len(timesteps) else -1

@@ -30,6 +30,7 @@ EVALUATION_KEYS = (
     "num_eval_samples",
     "metrics",
     "pca_components",
+    "prc_num_real",
     "grid_seed",
     "num_grid_samples",
 )
@@ -101,6 +102,12 @@ def pixel_pca_for(config: TrainConfig, dataset, key: str, progress: bool = True)
     return pca
 
 
+def prc_reference_size(config: TrainConfig, num_real: int) -> int | None:
+    """How many training images form the precision/recall reference set: None (as many as generated) for
+    prc_num_real = 0, else prc_num_real or the whole set if smaller, as the authors' loop over their real images."""
+    return min(config.prc_num_real, num_real) if config.prc_num_real else None
+
+
 def versions() -> dict[str, str]:
     import accelerate
     import diffusers
@@ -152,6 +159,7 @@ def evaluate_run(config: TrainConfig, *, progress: bool = True) -> dict:
         vgg_weights=config.vgg_weights or None,
         batch_size=config.eval_batch_size,
         device=device,
+        prc_num_real=prc_reference_size(config, len(real)),
     )
     for name, reason in values.get("unavailable", {}).items():
         print(f"metric {name} unavailable: {reason}")

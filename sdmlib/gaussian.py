@@ -45,6 +45,20 @@ def simulate_forward_covariance(
     return covariances
 
 
+def dense_marginal_covariance(squeeze_matrices: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+    """Eq. (3)'s covariance as the dense T-term sum Σ_t = Σ_{i≤t} β_i (ᾱ_t/ᾱ_i) S_i S_iᵀ for every t, (T, n, n).
+
+    `squeeze_matrices`: the (T, n, n) explicit S_i, built by the caller (a derivation notebook types out eq. 9 for
+    them, so that this reference shares no code with `sdmlib.marginal_covariance`). The weights are the (T, T) table
+    c²_{t,i} = β_i ᾱ_t/ᾱ_i for i ≤ t, 0 above the diagonal; float64.
+    """
+    betas = torch.as_tensor(betas, dtype=torch.float64)
+    log_alpha_bar = torch.cumsum(torch.log1p(-betas), dim=0)  # (T,)
+    weights = torch.tril(betas[None, :] * torch.exp(log_alpha_bar[:, None] - log_alpha_bar[None, :]))  # (T, T)
+    squeeze_matrices = squeeze_matrices.to(torch.float64)
+    return torch.einsum("ti,ijk,ilk->tjl", weights, squeeze_matrices, squeeze_matrices)
+
+
 def covariance_standard_error(covariance: torch.Tensor, num_samples: int) -> torch.Tensor:
     """Standard error of each entry of a zero-mean Gaussian second-moment estimate: √((Σ_ii Σ_jj + Σ_ij²)/N)."""
     diagonal = torch.diagonal(covariance, dim1=-2, dim2=-1)

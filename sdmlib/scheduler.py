@@ -22,6 +22,8 @@ from .squeeze import SCHEDULE_KINDS, VARIANTS, rank_one_update, squeeze_eigenval
 from .squeeze import squeeze_schedule as make_squeeze_schedule
 
 RESQUEEZE_MODES = ("previous", "current")
+CLIP_SPACES = ("whitened", "data")
+INITIAL_SQUEEZES = ("first_step", "t_max")
 
 # diffusers' pipeline loader finds a component that it does not ship by importing the module named in
 # model_index.json ("sdmlib.scheduler") and looking there for the base class that says how to load it
@@ -48,6 +50,12 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
         resqueeze (`"previous"` or `"current"`, defaults to `"previous"`):
             The matrix of the re-squeeze after each reverse step: S_{t−1} as in eq. (7), or S_t as in the
             authors' public code.
+        clip_space (`"whitened"` or `"data"`, defaults to `"whitened"`):
+            Where `clip_sample=True` clips the prediction x̂_0 to ±`clip_sample_range`: the whitened chain's
+            S_t⁻¹x̂_0 (what diffusers' parent step does, and the authors' code), or x̂_0 itself, the images' box.
+        initial_squeeze (`"first_step"` or `"t_max"`, defaults to `"first_step"`):
+            The S of the starting noise S ε: at the first timestep of the sampling schedule (the one the first
+            step whitens with), or at the last training timestep T − 1 as in the authors' code.
 
     Timesteps follow diffusers (0 … T−1): the paper's S_t is the squeeze at diffusers timestep t − 1, and
     "S_{t−1}" in the sampler means the squeeze at the previous timestep of the sampling schedule.
@@ -76,6 +84,8 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
         squeeze_schedule: str = "linear",
         principal_axis: list[float] | None = None,
         resqueeze: str = "previous",
+        clip_space: str = "whitened",
+        initial_squeeze: str = "first_step",
     ):
         super().__init__(
             num_train_timesteps=num_train_timesteps,
@@ -105,6 +115,10 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
             raise ValueError(f"squeeze_schedule must be one of {SCHEDULE_KINDS}, got {squeeze_schedule!r}")
         if resqueeze not in RESQUEEZE_MODES:
             raise ValueError(f"resqueeze must be one of {RESQUEEZE_MODES}, got {resqueeze!r}")
+        if clip_space not in CLIP_SPACES:
+            raise ValueError(f"clip_space must be one of {CLIP_SPACES}, got {clip_space!r}")
+        if initial_squeeze not in INITIAL_SQUEEZES:
+            raise ValueError(f"initial_squeeze must be one of {INITIAL_SQUEEZES}, got {initial_squeeze!r}")
         if principal_axis is None:
             principal_axis = [1.0, 1.0, 1.0]
         axis = unit_axis(principal_axis, name="principal_axis")
@@ -148,6 +162,15 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
         if index >= 0:
             return self._strengths[index]
         return 0.0 if self.config.squeeze_schedule == "linear" else float(self.config.s0)
+
+    def _x0_coefficient(self, timestep: int) -> float:
+        """The weight of x̂_0 in the DDPM posterior mean over the stride t → t′: √ᾱ_{t′} β / (1 − ᾱ_t), with
+        β = 1 − ᾱ_t/ᾱ_{t′} and ᾱ_{t′} = 1 past the end (diffusers' `pred_original_sample_coeff`)."""
+        t = int(timestep)
+        previous = int(self.previous_timestep(t))
+        alpha_bar = float(self.alphas_cumprod[t])
+        alpha_bar_prev = float(self.alphas_cumprod[previous]) if previous >= 0 else 1.0
+        return alpha_bar_prev**0.5 * (1 - alpha_bar / alpha_bar_prev) / (1 - alpha_bar)
 
     def _check_channels(self, x: torch.Tensor) -> None:
         n = len(self.principal_axis)
@@ -206,13 +229,15 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """S_T ε, the squeezed starting point of sampling, S_T at the first timestep of the current schedule.
+        """S_T ε, the squeezed starting point of sampling: S_T at the first timestep of the current schedule, or at
+        the last training timestep T − 1 with `initial_squeeze="t_max"` (the authors' code).
 
         ε is drawn exactly as diffusers' `DDPMPipeline` draws its starting noise, so with s0 = 0 the two agree.
         """
         device = torch.device(device) if device is not None else None
         noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        return self._squeeze(noise, self.strength_at(self.timesteps[0]))
+        first = self.config.num_train_timesteps - 1 if self.config.initial_squeeze == "t_max" else self.timesteps[0]
+        return self._squeeze(noise, self.strength_at(first))
 
     def step(
         self,
@@ -235,8 +260,11 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
         Returns:
             `prev_sample` x_{t−1}^sq and `pred_original_sample` x̂_0, both in data coordinates.
 
-        With `clip_sample=True`, diffusers clips the prediction of the *whitened* chain, S_t⁻¹x̂_0, to the clip
-        range; near t = 0, where clipping acts, s(t) → 0 under the linear schedule and the two boxes coincide.
+        With `clip_sample=True` and `clip_space="whitened"` (diffusers' parent step, and the authors' code) the
+        prediction of the *whitened* chain, S_t⁻¹x̂_0, is clipped to the clip range. That box differs from the
+        images' box most at large t, where s(t) is largest, and that is also where x̂_0 = (x_t − √(1−ᾱ_t)ε̂)/√ᾱ_t
+        is least certain and clipping acts (notebook 03 measures both). With `clip_space="data"` x̂_0 itself is
+        clipped, in the images' box; at s(t) = 0 the two boxes coincide and the step is the parent's, bit for bit.
         """
         t = timestep
         s_t = self.strength_at(t)
@@ -253,13 +281,24 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
 
         # 2. Eq. (6): the DDPM posterior step of Ho et al. in whitened coordinates, the parent's own code.
         white = super().step(eps_white, t, sample_white, generator=generator, return_dict=True)
+        prev_white, x0_white = white.prev_sample, white.pred_original_sample
+
+        # 2b. Clipping in the images' box: the posterior mean of eq. (6) is c0 x̂_0 + c_t x̃_t, linear in x̂_0, so
+        #     clipping x̂_0 = S_t x̂_0^white in data space and swapping it in changes x̃_{t−1} by c0 (new − old).
+        if self.config.clip_sample and not self.config.thresholding and self.config.clip_space == "data" and s_t != 0:
+            alpha_bar_t = float(self.alphas_cumprod[int(t)])
+            unclipped = (sample_white - (1 - alpha_bar_t) ** 0.5 * eps_white[:, :n]) / alpha_bar_t**0.5
+            bound = self.config.clip_sample_range
+            clipped = self._squeeze(self._squeeze(unclipped, s_t).clamp(-bound, bound), s_t, inverse=True)
+            prev_white = prev_white + self._x0_coefficient(t) * (clipped - x0_white)
+            x0_white = clipped
 
         # 3. Eq. (7): re-squeeze, x_{t−1}^sq = S_{t−1} x̃_{t−1} (S_t with resqueeze="current"). After the last step
         #    S_{t−1} = S_0: the identity under the linear schedule, so the sampler ends in data space.
-        prev_sample = self._squeeze(white.prev_sample, s_next)
+        prev_sample = self._squeeze(prev_white, s_next)
 
         # 4. The whitened chain's clean signal is S_t⁻¹ x_0 (from x̃_t = √ᾱ_t S_t⁻¹ x_0 + √(1−ᾱ_t) ε): map back.
-        pred_original_sample = self._squeeze(white.pred_original_sample, s_t)
+        pred_original_sample = self._squeeze(x0_white, s_t)
 
         if not return_dict:
             return (prev_sample, pred_original_sample)

@@ -61,6 +61,11 @@ RESULT_COLUMNS = (
     "variant",
     "s0",
     "seed",
+    "protocol",  # TrainConfig.protocol_label: the protocol and any field that overrides it
+    "resqueeze",
+    "clip_box",
+    "initial_squeeze",
+    "prc_num_real",
     "model_size",
     "train_steps",
     "num_eval_samples",
@@ -203,13 +208,14 @@ def grid_runs(grid: SweepGrid, sweep_dir: str | os.PathLike) -> list[Run]:
     """Every run of `grid`, each config validated before anything starts.
 
     s0 = 0 is one run, with variant "sdm", whatever the variants: S(0) = I for SDM and HDM alike (eq. 9), so both
-    curves share the DDPM baseline instead of training it twice.
+    curves share the DDPM baseline instead of training it twice. The protocol (`TrainConfig.protocol_label`) is
+    part of every run's name, so grids of different protocols can share a sweep folder.
     """
     base = TrainConfig.load(*grid.base, **grid.overrides)
     runs: dict[str, Run] = {}
     for dataset, variant, s0, seed in itertools.product(grid.dataset, grid.variant, grid.s0, grid.seed):
         variant = "sdm" if s0 == 0 else variant
-        name = run_name(dataset, variant, s0, seed)
+        name = run_name(dataset, variant, s0, seed, base.protocol_label)
         if name not in runs:
             try:
                 config = base.replace(
@@ -299,6 +305,7 @@ def read_results(sweep_dir: str | os.PathLike):
             f"-p output_dir {sweep_dir})"
         )
     text_columns = ("run_id", "status", "dataset", "variant", "model_size", "error", "grid", "unavailable")
+    text_columns += ("protocol", "resqueeze", "clip_box", "initial_squeeze")
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={c: str for c in text_columns})
     for column in text_columns:
         if column in frame:
@@ -329,6 +336,8 @@ def run_one(
     row: dict[str, Any] = {
         "run_id": name,
         **{k: getattr(config, k) for k in ("dataset", "variant", "s0", "seed", "model_size", "train_steps")},
+        **{k: getattr(config, k) for k in ("resqueeze", "clip_box", "initial_squeeze", "prc_num_real")},
+        "protocol": config.protocol_label,
         "num_eval_samples": config.num_eval_samples,
         "run_dir": _relative(config.run_dir, sweep_dir),
         "attempt": int(previous.get("attempt") or 0) + 1,

@@ -107,6 +107,9 @@ def build_scheduler(config: TrainConfig, axis: list[float]) -> SqueezedDDPMSched
         squeeze_schedule=config.squeeze_schedule,
         principal_axis=axis,
         resqueeze=config.resqueeze,
+        clip_sample=config.clip_box != "none",
+        clip_space="data" if config.clip_box == "data" else "whitened",
+        initial_squeeze=config.initial_squeeze,
     )
 
 

@@ -359,3 +359,35 @@ def test_figures_config_reads_papermill_parameters_and_says_what_is_wrong(tmp_pa
     (sweep / "results.csv").unlink()
     with pytest.raises(ValueError, match="has no results.csv"):
         FiguresConfig.from_mapping({"sweep_dir": str(sweep)})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Like with like: the protocol of the runs, and Figure 2f's swapped axes.
+
+
+def test_select_protocol_keeps_one_protocols_runs_and_old_tables_whole():
+    from sdmlib.paper_protocol import select_protocol
+
+    frame = pd.DataFrame([{**row(s0=0.0), "protocol": "authors"}, {**row(s0=0.4), "protocol": "paper-text"}])
+    assert list(select_protocol(frame, "authors")["s0"]) == [0.0]
+    assert list(select_protocol(frame, "paper-text")["s0"]) == [0.4]
+    assert len(select_protocol(frame.drop(columns="protocol"), "authors")) == 2  # written before protocols
+
+
+def test_precision_recall_trends_set_the_papers_precision_against_our_recall():
+    """The paper: squeezing lowers its "recall" and slightly raises its "precision", anti-squeezing the reverse. Its
+    axes are swapped (real images as torch-fidelity's input1), so its recall is our precision and vice versa."""
+    from sdmlib.paper_protocol import precision_recall_trends
+
+    # Ours, in torch-fidelity's orientation: precision falls with squeezing, recall rises.
+    points = pd.DataFrame({"s": [-0.5, 0.0, 0.5], "precision": [0.7, 0.6, 0.5], "recall": [0.4, 0.5, 0.55]})
+    trends = precision_recall_trends(points).set_index(["paper_axis", "direction"])
+    assert trends.loc[("recall", "squeezing"), "our_column"] == "precision"
+    assert trends.loc[("recall", "squeezing"), "our_change"] == pytest.approx(-0.1)
+    assert trends.loc[("precision", "squeezing"), "our_column"] == "recall"
+    assert trends.loc[("precision", "anti-squeezing"), "our_change"] == pytest.approx(-0.1)
+    assert trends["agrees"].all()  # these points show the paper's trends once the names are swapped
+    unswapped = points.rename(columns={"precision": "recall", "recall": "precision"})
+    assert not precision_recall_trends(unswapped)["agrees"].any()
+    empty = precision_recall_trends(points[points["s"] == 0.0])
+    assert empty["agrees"].isna().all()

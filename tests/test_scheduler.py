@@ -21,7 +21,20 @@ def matmul_channels(matrix, x):
     return torch.einsum("ij,bj...->bi...", matrix.to(x.dtype), x)
 
 
-@pytest.mark.parametrize("extra", [{}, {"variant": "hdm"}, {"resqueeze": "current"}, {"squeeze_schedule": "constant"}])
+AUTHORS = {"resqueeze": "current", "clip_space": "whitened", "initial_squeeze": "t_max"}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"variant": "hdm"},
+        {"resqueeze": "current"},
+        {"squeeze_schedule": "constant"},
+        {"clip_space": "data"},
+        AUTHORS,
+    ],
+)
 @pytest.mark.parametrize("num_inference_steps", [50, None])
 def test_zero_squeeze_is_exactly_ddpm(extra, num_inference_steps):
     squeezed = SqueezedDDPMScheduler(s0=0.0, principal_axis=AXIS, **extra)
@@ -139,6 +152,55 @@ def test_initial_noise_is_squeezed_by_first_timestep():
     assert_close(x, matmul_channels(squeeze_matrix(AXIS, s_first), eps))
 
 
+def test_initial_noise_t_max_is_squeezed_by_the_last_training_timestep():
+    """The authors' code draws S ε with S at t = T − 1 (s = s0), whatever the sampling schedule's first step."""
+    scheduler = SqueezedDDPMScheduler(s0=-0.5, principal_axis=AXIS, initial_squeeze="t_max")
+    scheduler.set_timesteps(50)
+    x = scheduler.initial_noise((2, 3, 4, 4), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    eps = torch.randn((2, 3, 4, 4), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert_close(x, matmul_channels(squeeze_matrix(AXIS, -0.5), eps))
+
+
+@pytest.mark.parametrize("variant", ["sdm", "hdm"])
+@pytest.mark.parametrize("resqueeze", ["previous", "current"])
+def test_data_space_clipping_with_explicit_matrices(variant, resqueeze):
+    """clip_space="data": x̂_0 = S_t x̂_0^white is clipped in the images' box and enters the posterior mean
+    a·x̂_0^white + b·x̃_t of eq. (6) through S_t⁻¹; checked against the unclipped step, whose noise is the same."""
+    s0, bound = -0.8, 1.0
+    kwargs = dict(s0=s0, variant=variant, resqueeze=resqueeze, principal_axis=AXIS)
+    clipped = SqueezedDDPMScheduler(clip_sample=True, clip_space="data", **kwargs)
+    free = SqueezedDDPMScheduler(clip_sample=False, **kwargs)
+    whitened = SqueezedDDPMScheduler(clip_sample=True, clip_space="whitened", **kwargs)
+    for scheduler in (clipped, free, whitened):
+        scheduler.set_timesteps(50)
+    generator = torch.Generator().manual_seed(6)
+    for t in (980, 500, 20, 0):
+        x = 3 * torch.randn(4, 3, 5, 5, generator=generator, dtype=torch.float64)
+        eps = torch.randn(4, 3, 5, 5, generator=generator, dtype=torch.float64)
+        out = clipped.step(eps, t, x, generator=torch.Generator().manual_seed(t))
+        ref = free.step(eps, t, x, generator=torch.Generator().manual_seed(t))
+        s_t = clipped.strength_at(t)
+        s_next = s_t if resqueeze == "current" else clipped.strength_at(clipped.previous_timestep(t))
+        alpha_bar = clipped.alphas_cumprod[t].double()
+        prev = clipped.previous_timestep(t)
+        alpha_bar_prev = clipped.alphas_cumprod[prev].double() if prev >= 0 else torch.tensor(1.0, dtype=torch.float64)
+        a = alpha_bar_prev.sqrt() * (1 - alpha_bar / alpha_bar_prev) / (1 - alpha_bar)  # weight of x̂_0 (Ho et al.)
+        x0 = ref.pred_original_sample  # unclipped, in data coordinates
+        x0_clipped = x0.clamp(-bound, bound)
+        # diffusers takes √ᾱ_t in float32; at t = 980 that rounding, over √ᾱ_t ≈ 6e−3, is ~1e−7 of x̂_0.
+        assert_close(out.pred_original_sample, x0_clipped, rtol=1e-5, atol=1e-6)
+        correction = a * (x0_clipped - x0)  # in data coordinates; whitened by S_t⁻¹, re-squeezed by S_next
+        expected = ref.prev_sample + matmul_channels(
+            squeeze_matrix(AXIS, s_next, variant) @ inverse_squeeze_matrix(AXIS, s_t, variant), correction
+        )
+        # diffusers' own posterior coefficients are float32, and β = 1 − ᾱ_t/ᾱ_t′ loses digits near t = 0:
+        # ~2e−5 relative. A clip in the wrong box or a missing S_t⁻¹ is off by O(1).
+        assert_close(out.prev_sample, expected, rtol=1e-4, atol=1e-4)
+        if t == 980:  # where x̂_0 is uncertain, the two boxes give different steps
+            other = whitened.step(eps, t, x, generator=torch.Generator().manual_seed(t))
+            assert not torch.allclose(other.prev_sample, out.prev_sample)
+
+
 def test_batched_timesteps_use_each_samples_own_squeeze():
     scheduler = SqueezedDDPMScheduler(s0=1.0, principal_axis=AXIS)
     noise = torch.randn(1, 3, 4, 4).repeat(4, 1, 1, 1)  # one noise, four timesteps
@@ -150,12 +212,19 @@ def test_batched_timesteps_use_each_samples_own_squeeze():
 
 def test_config_round_trip(tmp_path):
     scheduler = SqueezedDDPMScheduler(
-        s0=-0.3, variant="hdm", squeeze_schedule="constant", principal_axis=[1.0, 2.0, 2.0], resqueeze="current"
+        s0=-0.3,
+        variant="hdm",
+        squeeze_schedule="constant",
+        principal_axis=[1.0, 2.0, 2.0],
+        resqueeze="current",
+        clip_space="data",
+        initial_squeeze="t_max",
     )
     assert scheduler.config.principal_axis == pytest.approx([1 / 3, 2 / 3, 2 / 3])
     scheduler.save_pretrained(tmp_path)
     loaded = SqueezedDDPMScheduler.from_pretrained(tmp_path)
-    for key in ("s0", "variant", "squeeze_schedule", "principal_axis", "resqueeze", "num_train_timesteps"):
+    keys = ("s0", "variant", "squeeze_schedule", "principal_axis", "resqueeze", "num_train_timesteps")
+    for key in (*keys, "clip_space", "initial_squeeze"):
         assert loaded.config[key] == scheduler.config[key], key
     assert torch.equal(loaded.squeeze_strengths, scheduler.squeeze_strengths)
     noise = torch.randn(2, 3, 4, 4)
@@ -181,6 +250,8 @@ def test_squeeze_schedule_values():
         ({"variant": "sqz"}, ValueError, "variant must be one of"),
         ({"squeeze_schedule": "cosine"}, ValueError, "squeeze_schedule must be one of"),
         ({"resqueeze": "next"}, ValueError, r"resqueeze must be one of \('previous', 'current'\)"),
+        ({"clip_space": "pixels"}, ValueError, r"clip_space must be one of \('whitened', 'data'\)"),
+        ({"initial_squeeze": "T"}, ValueError, r"initial_squeeze must be one of \('first_step', 't_max'\)"),
         ({"principal_axis": [0.0, 0.0, 0.0]}, ValueError, "principal_axis must have a non-zero norm"),
         ({"principal_axis": [1.0], "variant": "hdm"}, ValueError, "hdm.*at least 2 channels"),
         ({"prediction_type": "v_prediction"}, NotImplementedError, "epsilon"),

@@ -63,6 +63,32 @@ def test_paper_grids_cover_the_figure_panels():
     assert {run.config.model_size for run in grid_runs(smoke, "x")} == {"tiny"}
 
 
+PAPER_GRIDS = ("fig2a", "fig2bc", "fig2d", "fig2e")
+
+
+@pytest.mark.parametrize("name", PAPER_GRIDS)
+def test_paper_grids_state_the_authors_protocol(name):
+    """The grids that reproduce the paper's numbers say so in the file, and their runs carry it in their names."""
+    path = PARAMS / f"sweep-{name}.yaml"
+    assert yaml.safe_load(path.read_text())["overrides"]["protocol"] == "authors"
+    runs = grid_runs(SweepGrid.read(path), "x")
+    assert all(run.config.resqueeze == "current" and run.config.clip_box == "whitened" for run in runs)
+    assert all(run.run_id.endswith("-authors") for run in runs)
+
+
+def test_the_paper_text_ablation_runs_the_same_points_under_other_names():
+    authors = SweepGrid.read(PARAMS / "sweep-fig2a.yaml")
+    ablation = SweepGrid.read(PARAMS / "sweep-fig2a-papertext.yaml")
+    assert yaml.safe_load((PARAMS / "sweep-fig2a-papertext.yaml").read_text())["overrides"]["protocol"] == "paper-text"
+    assert (ablation.dataset, ablation.variant, ablation.s0, ablation.seed) == (
+        authors.dataset, authors.variant, authors.s0, authors.seed
+    )
+    authors_runs, ablation_runs = grid_runs(authors, "x"), grid_runs(ablation, "x")
+    assert len(authors_runs) == len(ablation_runs)
+    assert not {r.run_id for r in authors_runs} & {r.run_id for r in ablation_runs}  # one sweep folder holds both
+    assert all(r.config.resqueeze == "previous" and r.config.clip_box == "data" for r in ablation_runs)
+
+
 def test_s0_zero_is_one_shared_baseline_run():
     grid = SweepGrid.from_mapping({"variant": ["sdm", "hdm"], "s0": [-0.5, 0.0, 0.5], "seed": [0, 1]})
     ids = [run.run_id for run in grid_runs(grid, "x")]

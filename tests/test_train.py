@@ -66,11 +66,73 @@ def test_cifar10_file_is_the_default_run():
         ({"num_inference_steps": 2000}, "num_inference_steps must be at most"),
         ({"ema_decay": 1.0}, r"ema_decay must lie in \[0, 1\)"),
         ({"mixed_precision": "fp8"}, "mixed_precision must be one of"),
+        ({"protocol": "paper"}, r"protocol must be one of \('paper-text', 'authors'\), got 'paper'"),
+        ({"clip_box": "image"}, r"clip_box must be one of \('data', 'whitened', 'none'\)"),
+        ({"initial_squeeze": "T"}, r"initial_squeeze must be one of \('first_step', 't_max'\)"),
+        ({"prc_num_real": -2}, "prc_num_real must be 0 .*got -2"),
     ],
 )
 def test_bad_parameters_are_clear_errors(values, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig.from_mapping(values)
+
+
+def test_protocol_sets_its_four_fields_and_each_can_be_overridden():
+    text, authors = TrainConfig(), TrainConfig.from_mapping({"protocol": "authors"})
+    assert (text.protocol, text.resqueeze, text.clip_box, text.initial_squeeze, text.prc_num_real) == (
+        "paper-text", "previous", "data", "first_step", 0
+    )
+    assert (authors.resqueeze, authors.clip_box, authors.initial_squeeze, authors.prc_num_real) == (
+        "current", "whitened", "t_max", 50000
+    )
+    mixed = TrainConfig.from_mapping({"protocol": "authors", "resqueeze": "previous"})
+    assert (mixed.resqueeze, mixed.clip_box) == ("previous", "whitened")
+    assert TrainConfig.from_mapping(mixed.to_dict()) == mixed  # config.json round-trips
+    assert text.replace(protocol="authors") == authors  # a new protocol brings its own fields ...
+    assert mixed.replace(s0=0.2).resqueeze == "previous"  # ... other changes keep the overrides
+
+
+def test_run_names_separate_protocols_and_keep_the_default_names():
+    names = {
+        TrainConfig.from_mapping(values).run_dir.name
+        for values in (
+            {},
+            {"protocol": "authors"},
+            {"protocol": "authors", "resqueeze": "previous"},
+            {"clip_box": "whitened"},
+            {"initial_squeeze": "t_max"},
+            {"prc_num_real": 50000},
+        )
+    }
+    assert len(names) == 6
+    assert TrainConfig(s0=-0.4).run_dir.name == "cifar10-sdm-s0_-0.4-seed0"  # the name it had before protocols
+    assert TrainConfig.from_mapping({"protocol": "authors"}).run_dir.name == "cifar10-sdm-s0_0-seed0-authors"
+    label = TrainConfig.from_mapping({"protocol": "authors", "clip_box": "none"}).protocol_label
+    assert label == "authors-clip_box_none"
+
+
+@pytest.mark.parametrize("protocol", ["paper-text", "authors"])
+def test_scheduler_follows_the_protocol(protocol):
+    config = TrainConfig.from_mapping({"protocol": protocol, "s0": -0.4})
+    scheduler = training.build_scheduler(config, [1.0, 1.0, 1.0])
+    expected = {
+        "paper-text": ("previous", True, "data", "first_step"),
+        "authors": ("current", True, "whitened", "t_max"),
+    }
+    got = (scheduler.config.resqueeze, scheduler.config.clip_sample, scheduler.config.clip_space,
+           scheduler.config.initial_squeeze)
+    assert got == expected[protocol]
+    unclipped = training.build_scheduler(config.replace(clip_box="none"), [1.0, 1.0, 1.0])
+    assert unclipped.config.clip_sample is False
+
+
+def test_precision_recall_reference_size():
+    from sdmlib.evaluate import prc_reference_size
+
+    assert prc_reference_size(TrainConfig(), 50000) is None  # paper-text: as many real images as generated
+    authors = TrainConfig.from_mapping({"protocol": "authors"})
+    assert prc_reference_size(authors, 50000) == 50000
+    assert prc_reference_size(authors, 3000) == 3000  # a smaller set is taken whole, as the authors' loop does
 
 
 def test_notebook_namespace_refuses_misspelt_parameter():
