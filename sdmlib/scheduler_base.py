@@ -18,8 +18,7 @@ class SqueezedSchedulerMixin:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "initial_noise" not in {name for klass in cls.__mro__ if klass is not SqueezedSchedulerMixin
-                                   for name in vars(klass)}:
+        if not callable(getattr(cls, "initial_noise", None)):
             raise TypeError(f"{cls.__name__} derives from SqueezedSchedulerMixin but defines no initial_noise (S_T ε)")
 
 

@@ -108,7 +108,8 @@ def test_missing_cifar_names_the_path_and_the_remedy(tmp_path, name, folder):
     with pytest.raises(DatasetNotFoundError) as raised:
         build_dataset(name, tmp_path, 32, download=False)
     message = str(raised.value)
-    assert str(tmp_path) in message and folder in message and "download=True" in message
+    assert str(tmp_path) in message and folder in message and "-p data_root" in message  # a remedy that exists
+    assert "download=True" not in message  # no such parameter
     assert isinstance(raised.value, FileNotFoundError)
 
 

