@@ -197,3 +197,97 @@ def test_split_conv_is_exact_in_float_and_beats_one_quantizer_on_disparate_range
 def test_bad_input_names_parameter_and_allowed(changes, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         QuantConfig.from_mapping(changes)
+
+
+# -- block reconstruction ----------------------------------------------------------------------------------------
+
+
+def test_reconstruction_lowers_a_resnet_blocks_output_error():
+    from diffusers.models.resnet import ResnetBlock2D
+
+    from sdmlib.quant.quantizers import quantize_layers
+    from sdmlib.quant.reconstruction import reconstruct_unit
+
+    torch.manual_seed(0)
+    block = ResnetBlock2D(in_channels=16, out_channels=16, temb_channels=8, groups=4).eval()
+    config = QuantConfig(method="qdiffusion", weight_bits=4, calibration_size=32, reconstruction_iterations=150,
+                         activation_iterations=50, reconstruction_batch_size=16)
+    quantized = quantize_layers(__import__("copy").deepcopy(block), config)
+    x, temb = torch.randn(32, 16, 8, 8), torch.randn(32, 8)
+    calibrate_activations(_BlockWrap(quantized), [(x, temb)])
+    inputs = [((x[:16], temb[:16]), {}), ((x[16:], temb[16:]), {})]
+    with torch.no_grad():
+        targets = [block(x[:16], temb[:16]), block(x[16:], temb[16:])]
+    report = reconstruct_unit(quantized, inputs, targets, config, torch.Generator().manual_seed(0))
+    assert report["error_after"] < 0.8 * report["error_before"]
+    # The learned rounding ends hard: every weight is on the integer grid of its own quantizer.
+    layer = quantized.conv1
+    quant = layer.quant_weight()
+    integers = quant.value / quant.scale + quant.zero_point
+    torch.testing.assert_close(integers, integers.round(), atol=1e-3, rtol=0)
+
+
+class _BlockWrap(torch.nn.Module):
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x, temb):
+        return self.block(x, temb)
+
+
+# -- a trained tiny UNet: W8 below W4, the splits, save → load ---------------------------------------------------
+
+
+def test_trained_tiny_unet_w8_below_w4_and_save_load_identical(tiny_run, tmp_path):
+    from sdmlib.config import TrainConfig
+    from sdmlib.evaluate import load_pipeline
+    from sdmlib.quant.model import quantize_unet
+    from sdmlib.quant.run import check_run
+    from sdmlib.quant.shortcut import concat_ranges, concat_splits
+    from sdmlib.quant.state import load_quant_state, save_quant_state
+    from sdmlib.train import train
+
+    run_dir = train(TrainConfig.from_mapping({**tiny_run, "output_dir": str(tmp_path / "run")}), progress=False)
+    pipeline = load_pipeline(run_dir, torch.device("cpu"))
+    unet, scheduler = pipeline.unet.eval(), pipeline.scheduler
+    config = QuantConfig(run_dir=str(run_dir), method="minmax", calibration="uniform", calibration_size=8,
+                         batch_size=8, num_inference_steps=3, uniform_interval=1)
+    assert check_run(config) == run_dir
+    calibration = calibration_set(unet, scheduler, config)
+    x, t = calibration.x, calibration.t
+    with torch.no_grad():
+        reference = unet(x, t).sample
+
+    def relative_error(model):
+        with torch.no_grad():
+            return float((model(x, t).sample - reference).norm() / reference.norm())
+
+    w8, _, _ = quantize_unet(unet, config, calibration)
+    w4, _, _ = quantize_unet(unet, config.replace(weight_bits=4), calibration)
+    assert 0 < relative_error(w8) < relative_error(w4) < 1
+
+    # The splits found in diffusers' up blocks: h has the channels the resnet gets beyond its skip.
+    splits = concat_splits(unet, x, t)
+    assert splits["up_blocks.0.resnets.0.conv_shortcut"] == 64 and len(splits) == 6
+    ranges = concat_ranges(unet, splits, x, t)
+    assert all(h > 0 and skip > 0 for h, skip in ranges.values())
+
+    split_config = config.replace(method="qdiffusion", shortcut_split="on", reconstruction="off")
+    model, splits, _ = quantize_unet(unet, split_config, calibration)
+    save_quant_state(tmp_path / "q", model, unet, split_config, splits)
+    loaded, loaded_config = load_quant_state(tmp_path / "q", unet)
+    assert loaded_config == split_config
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t).sample, model(x, t).sample)
+        other = __import__("copy").deepcopy(unet)
+        other.conv_out.bias += 0.01
+    with pytest.raises(ValueError, match="not for this run's UNet"):
+        load_quant_state(tmp_path / "q", other)
+
+
+def test_run_folder_without_model_is_refused(tmp_path):
+    from sdmlib.quant.run import check_run
+
+    with pytest.raises(ValueError, match="run_dir=.* holds no trained model"):
+        check_run(QuantConfig(run_dir=str(tmp_path)))

@@ -39,6 +39,7 @@ METHOD_DEFAULTS = {
 class QuantConfig(TypedConfig):
     """One quantization setting. Field comments give the papers' values."""
 
+    run_dir: str = ""  # the trained run folder to quantize (relative paths: from the repository root)
     method: str = "qdiffusion"  # one of METHODS
     weight_bits: int = 8  # 4 or 8
     activation_bits: int = 8  # 8 (the papers'), or 16
@@ -62,6 +63,7 @@ class QuantConfig(TypedConfig):
     # sampling through the quantized network
     sampler: str = "ddpm"  # one of SAMPLERS
     num_inference_steps: int = 50
+    num_eval_samples: int = 64  # samples drawn with the float and the quantized network from the same noise
     seed: int = 0
 
     def validate(self) -> None:
@@ -76,7 +78,7 @@ class QuantConfig(TypedConfig):
         _one_of("reconstruction", self.reconstruction, SWITCHES)
         _one_of("sampler", self.sampler, SAMPLERS)
         for name in ("calibration_size", "uniform_interval", "batch_size", "num_inference_steps",
-                     "reconstruction_batch_size", "mse_candidates"):
+                     "reconstruction_batch_size", "mse_candidates", "num_eval_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("reconstruction_iterations", "activation_iterations", "single_timestep", "seed"):

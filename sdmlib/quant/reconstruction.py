@@ -46,22 +46,47 @@ def reconstruction_units(model: nn.Module) -> list[str]:
     return sorted(blocks + layers, key=order.__getitem__)
 
 
+class _Stop(Exception):
+    """Raised by a capture hook: nothing after the unit is needed, so the forward pass ends there."""
+
+
 @torch.no_grad()
-def _capture(model: nn.Module, name: str, batches, inputs: bool):
-    """Inputs (args, kwargs) or outputs of the submodule `name` over the calibration batches."""
+def _capture_inputs(model: nn.Module, name: str, batches) -> list:
+    """The (args, kwargs) the submodule `name` receives on each calibration batch."""
     captured = []
-    module = model.get_submodule(name)
-    if inputs:
-        handle = module.register_forward_pre_hook(
-            lambda m, args, kwargs: captured.append((args, kwargs)), with_kwargs=True
+
+    def hook(module, args, kwargs):
+        captured.append((args, kwargs))
+        raise _Stop
+
+    handle = model.get_submodule(name).register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        for x, t in batches:
+            try:
+                model(x, t)
+            except _Stop:
+                pass
+    finally:
+        handle.remove()
+    return captured
+
+
+@torch.no_grad()
+def _capture_outputs(model: nn.Module, names: list[str], batches) -> dict[str, list]:
+    """The outputs of every submodule in `names` on each calibration batch, in one pass per batch."""
+    captured: dict[str, list] = {name: [] for name in names}
+    handles = [
+        model.get_submodule(name).register_forward_hook(
+            lambda m, args, output, name=name: captured[name].append(output[0] if isinstance(output, tuple) else output)
         )
-    else:
-        handle = module.register_forward_hook(lambda m, args, output: captured.append(output))
+        for name in names
+    ]
     try:
         for x, t in batches:
             model(x, t)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     return captured
 
 
@@ -192,12 +217,11 @@ def reconstruct(float_unet: nn.Module, model: nn.Module, calibration: Calibratio
     batches = [(x.to(device), t.to(device)) for x, t in calibration.batches(config.batch_size)]
     generator = torch.Generator().manual_seed(config.seed + 3)
     report, start = {}, time.perf_counter()
-    for name in tqdm(reconstruction_units(model), desc="reconstruction", disable=not progress):
-        # A split conv_shortcut lies inside its resnet block, so the float model has every unit under its name.
-        inputs = _capture(model, name, batches, inputs=True)
-        targets = _capture(float_unet, name, batches, inputs=False)
-        targets = [t[0] if isinstance(t, tuple) else t for t in targets]
-        model.get_submodule(name).train(False)
-        report[name] = reconstruct_unit(model.get_submodule(name), inputs, targets, config, generator)
+    units = reconstruction_units(model)
+    # A split conv_shortcut lies inside its resnet block, so the float model has every unit under its name.
+    all_targets = _capture_outputs(float_unet, units, batches)
+    for name in tqdm(units, desc="reconstruction", disable=not progress):
+        inputs = _capture_inputs(model, name, batches)
+        report[name] = reconstruct_unit(model.get_submodule(name), inputs, all_targets.pop(name), config, generator)
     report["seconds"] = time.perf_counter() - start
     return report
