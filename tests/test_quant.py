@@ -47,17 +47,22 @@ def test_qdiffusion_weights_asymmetric_min_max_by_hand():
 
 
 def test_ptq4dm_weights_mse_search_matches_brute_force():
-    # The clipping range minimising the squared error among max|w|·j/n, j = 1..n, searched explicitly.
+    # The clipping range minimising the squared error among max|w|·j/n, j = 1..n, searched explicitly; rows of
+    # Gaussian weights with one outlier each, where clipping pays.
+    weight = torch.randn(3, 64, generator=torch.Generator().manual_seed(0))
+    weight[:, 0] = torch.tensor([6.0, -5.0, 4.0])
     for candidates in (4, 100):
-        scale = _linear(weight_quantizer("ptq4dm", 4, mse_candidates=candidates)).quant_weight().scale.flatten()
-        for row in range(2):
-            amax = W[row].abs().max()
+        layer = _linear(weight_quantizer("ptq4dm", 4, mse_candidates=candidates), weight=weight)
+        scale = layer.quant_weight().scale.flatten()
+        for row in range(3):
+            amax = weight[row].abs().max()
             errors = []
             for j in range(1, candidates + 1):
                 s = amax * j / candidates / 7
-                errors.append((((W[row] / s).round().clamp(-7, 7) * s - W[row]) ** 2).sum())
+                errors.append((((weight[row] / s).round().clamp(-7, 7) * s - weight[row]) ** 2).sum())
             best = amax * (int(torch.stack(errors).argmin()) + 1) / candidates / 7
             torch.testing.assert_close(scale[row], best)
+            assert candidates == 4 or best < amax / 7  # the finer search clips the outlier
 
 
 def test_asymmetric_activation_range_is_calibrated_min_max_by_hand():
