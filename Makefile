@@ -66,7 +66,7 @@ smoke: $(STAMP)
 QUANT_RUN := $(OUT)/quant-smoke/run
 quantize-smoke: $(STAMP)
 	mkdir -p $(OUT)/quant-smoke
-	$(BIN)/python -m sdmlib.train -f params/quick.yaml -p train_steps 30 -p lr_warmup_steps 5 -p checkpoint_every 30 \
+	$(BIN)/python -m sdmlib.train -f params/quick.yaml -p train_steps 10 -p lr_warmup_steps 2 -p checkpoint_every 10 \
 	  -p output_dir $(QUANT_RUN) --no-eval --no-progress
 	$(PAPERMILL) notebooks/quantize.ipynb $(OUT)/quant-smoke/quantize-ptq4dm.ipynb -f params/quant-quick.yaml \
 	  -p run_dir $(QUANT_RUN) -p method ptq4dm -p weight_bits 8
