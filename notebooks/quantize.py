@@ -28,7 +28,7 @@
 # papermill notebooks/quantize.ipynb out.ipynb -p run_dir outputs/runs/X -p method qdiffusion -p weight_bits 4
 # ```
 #
-# Each setting writes `<run_dir>/quant/<setting>/` (quantizer state, metrics.json, sample grids); running the
+# Each setting writes `<output_dir>/<setting>/` (default `<run_dir>/quant/<setting>/`) (quantizer state, metrics.json, sample grids); running the
 # notebook again skips a finished setting. The figures at the end compare every finished setting of the run.
 
 # %%
@@ -42,6 +42,7 @@ _names_before_parameters = set(globals())
 
 # %% tags=["parameters"]
 run_dir = ""  # a trained run folder (relative to the repository root)
+output_dir = ""  # where the setting folders go; "" = <run_dir>/quant
 method = "qdiffusion"  # ptq4dm | qdiffusion | minmax
 weight_bits = 8  # 4 | 8
 activation_bits = 8  # 8 | 16
@@ -85,7 +86,7 @@ assert 0 < result["mean_relative_error"] < 1, result["mean_relative_error"]
 # ## Error against timestep, every finished setting of this run
 
 # %%
-settings = load_settings(run_dir)
+settings = load_settings(config)
 fig, ax = plt.subplots(figsize=(7, 4))
 for name, record in settings.items():
     curve = {int(t): e for t, e in record["timestep_relative_error"].items()}

@@ -40,6 +40,7 @@ class QuantConfig(TypedConfig):
     """One quantization setting. Field comments give the papers' values."""
 
     run_dir: str = ""  # the trained run folder to quantize (relative paths: from the repository root)
+    output_dir: str = ""  # where the setting folders go; "" = <run_dir>/quant
     method: str = "qdiffusion"  # one of METHODS
     weight_bits: int = 8  # 4 or 8
     activation_bits: int = 8  # 8 (the papers'), or 16

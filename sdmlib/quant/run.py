@@ -46,8 +46,13 @@ def check_run(config: QuantConfig) -> Path:
     return run_dir
 
 
+def quant_root(config: QuantConfig) -> Path:
+    """The folder holding this run's setting folders: output_dir, or <run_dir>/quant by default."""
+    return project_path(config.output_dir) if config.output_dir else check_run(config) / QUANT_FOLDER
+
+
 def setting_folder(config: QuantConfig) -> Path:
-    return check_run(config) / QUANT_FOLDER / config.setting_name()
+    return quant_root(config) / config.setting_name()
 
 
 def _peak_memory_mb() -> float:
@@ -90,6 +95,7 @@ def quantize_run(config: QuantConfig, progress: bool = False) -> dict:
     from ..data import build_dataset, dataset_fingerprint
     from ..evaluate import load_pipeline
 
+    check_run(config)
     folder = setting_folder(config)
     metrics_path = folder / "metrics.json"
     if metrics_path.exists():
@@ -120,7 +126,7 @@ def quantize_run(config: QuantConfig, progress: bool = False) -> dict:
     start = time.perf_counter()
     errors = timestep_errors(unet, model, sampler, min(config.num_eval_samples, config.batch_size),
                              config.num_inference_steps, config.seed + 10, config.batch_size)
-    fp_path = run_dir / QUANT_FOLDER / (
+    fp_path = quant_root(config) / (
         f"fp-samples-{config.sampler}-{config.num_inference_steps}-{config.num_eval_samples}-seed{config.seed}.safetensors"
     )
     if fp_path.exists():
@@ -155,7 +161,7 @@ def quantize_run(config: QuantConfig, progress: bool = False) -> dict:
     return result
 
 
-def load_settings(run_dir: str | Path) -> dict[str, dict]:
-    """{setting name: metrics.json} of every finished setting of a run."""
-    folder = project_path(run_dir) / QUANT_FOLDER
+def load_settings(config: QuantConfig) -> dict[str, dict]:
+    """{setting name: metrics.json} of every finished setting in the quant folder of `config`."""
+    folder = quant_root(config)
     return {p.parent.name: json.loads(p.read_text()) for p in sorted(folder.glob("*/metrics.json"))}
