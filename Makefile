@@ -15,7 +15,7 @@ SMOKE := $(OUT)/sweeps/smoke
 GRID ?= params/sweep-fig2a.yaml
 PAPERMILL := $(BIN)/papermill --cwd notebooks --log-level WARNING
 
-.PHONY: demo test install derivations smoke sweep figures sync clean
+.PHONY: demo test install derivations smoke sweep figures sync clean quantize-smoke
 
 install: $(STAMP)
 
@@ -51,6 +51,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests/
 	$(MAKE) --no-print-directory derivations
 	$(MAKE) --no-print-directory smoke
+	$(MAKE) --no-print-directory quantize-smoke
 
 # The sweep -> figures path on real tiny runs (params/sweep-smoke.yaml): offline, CPU, a few minutes. Every figure
 # of the paper is drawn from them (photos stands in for every dataset; FID falls back to the offline metric).
@@ -61,6 +62,19 @@ smoke: $(STAMP)
 	$(PAPERMILL) notebooks/figures.ipynb $(SMOKE)/figures.ipynb -p sweep_dir $(SMOKE) -p output_dir $(SMOKE)/figures \
 	  -p main_dataset photos -y 'cross_datasets: [photos, photos]' -p fit_half_width 2
 	@echo "smoke figures: $(SMOKE)/figures/"
+
+# Quantization (notebooks/quantize.ipynb) on a tiny run trained for seconds: PTQ4DM W8A8 and Q-Diffusion W4A8
+# (reconstruction off here: it is tested in tests/test_quant.py; see the README for the study's settings).
+QUANT_RUN := $(OUT)/quant-smoke/run
+quantize-smoke: $(STAMP)
+	mkdir -p $(OUT)/quant-smoke
+	$(BIN)/python -m sdmlib.train -f params/quick.yaml -p train_steps 10 -p lr_warmup_steps 2 -p checkpoint_every 10 \
+	  -p output_dir $(QUANT_RUN) --no-eval --no-progress
+	$(PAPERMILL) notebooks/quantize.ipynb $(OUT)/quant-smoke/quantize-ptq4dm.ipynb -f params/quant-quick.yaml \
+	  -p run_dir $(QUANT_RUN) -p method ptq4dm -p weight_bits 8
+	$(PAPERMILL) notebooks/quantize.ipynb $(OUT)/quant-smoke/quantize-qdiffusion.ipynb -f params/quant-quick.yaml \
+	  -p run_dir $(QUANT_RUN) -p method qdiffusion -p weight_bits 4 -p reconstruction off
+	@echo "quantization smoke: $(QUANT_RUN)/quant/"
 
 # A grid of the paper on this machine's GPUs (see the README for SLURM): make sweep GRID=params/sweep-fig2d.yaml
 sweep: $(STAMP)
@@ -77,4 +91,4 @@ sync: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/*.py
 
 clean:
-	rm -rf $(OUT)/derivations $(OUT)/demo $(DEMO_RUN) $(SMOKE)
+	rm -rf $(OUT)/derivations $(OUT)/demo $(DEMO_RUN) $(SMOKE) $(OUT)/quant-smoke

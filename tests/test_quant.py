@@ -1,0 +1,298 @@
+"""sdmlib.quant: quantizers against hand-computed values, calibration sets, shortcut splitting, reconstruction,
+save/load, bad input, and the W8-vs-W4 ordering on a trained tiny UNet."""
+
+import math
+
+import pytest
+import torch
+from brevitas.nn import QuantConv2d, QuantLinear
+from scipy.stats import norm
+
+from sdmlib.quant.calibration import calibration_set, ndtc_timesteps, nearest_steps, uniform_steps
+from sdmlib.quant.config import QuantConfig
+from sdmlib.quant.quantizers import activation_quantizer, calibrate_activations, quant_layer, weight_quantizer
+from sdmlib.quant.shortcut import SplitConv2d
+
+W = torch.tensor([[-1.1, 0.0, 2.0, 0.9], [0.31, 0.5, 0.1, -0.05]])  # no value on a rounding tie
+
+
+def _linear(weight_quant, input_quant=None, weight=W):
+    layer = QuantLinear(weight.shape[1], weight.shape[0], bias=False, weight_quant=weight_quant,
+                        input_quant=input_quant, return_quant_tensor=False)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    return layer
+
+
+def test_minmax_weights_symmetric_per_channel_by_hand():
+    # 4 bits, narrow symmetric: levels −7..7, scale = max|w| / 7 per output channel; round half to even.
+    quant = _linear(weight_quantizer("minmax", 4)).quant_weight()
+    torch.testing.assert_close(quant.scale.flatten(), torch.tensor([2 / 7, 0.5 / 7]))
+    # w/scale: row 0 (−3.85, 0, 7, 3.15) → (−4, 0, 7, 3); row 1 (4.34, 7, 1.4, −0.7) → (4, 7, 1, −1)
+    expected = torch.tensor([[-4 * 2 / 7, 0.0, 2.0, 3 * 2 / 7], [4 * 0.5 / 7, 0.5, 0.5 / 7, -1 * 0.5 / 7]])
+    torch.testing.assert_close(quant.value, expected)
+
+
+def test_qdiffusion_weights_asymmetric_min_max_by_hand():
+    # 4 bits unsigned 0..15: scale = (max − min(min, 0)) / 15, zero point = −min / scale.
+    quant = _linear(weight_quantizer("qdiffusion", 4)).quant_weight()
+    # row 0: range [−1.1, 2], scale 3.1/15, zero point round(1.1/scale) = round(5.32) = 5
+    # row 1: range [−0.05, 0.5], scale 0.55/15, zero point round(0.05/scale) = round(1.36) = 1
+    scales, zeros = torch.tensor([3.1 / 15, 0.55 / 15]), torch.tensor([5.0, 1.0])
+    torch.testing.assert_close(quant.scale.flatten(), scales)
+    torch.testing.assert_close(quant.zero_point.flatten(), zeros)
+    integers = (W / scales[:, None] + zeros[:, None]).round().clamp(0, 15)
+    torch.testing.assert_close(quant.value, (integers - zeros[:, None]) * scales[:, None])
+    assert integers[0].tolist() == [0.0, 5.0, 15.0, 9.0]  # −1.1/s + 5 = −0.32 → 0, 0.9/s + 5 = 9.35 → 9
+
+
+def test_ptq4dm_weights_mse_search_matches_brute_force():
+    # The clipping range minimising the squared error among max|w|·j/n, j = 1..n, searched explicitly; rows of
+    # Gaussian weights with one outlier each, where clipping pays.
+    weight = torch.randn(3, 64, generator=torch.Generator().manual_seed(0))
+    weight[:, 0] = torch.tensor([6.0, -5.0, 4.0])
+    for candidates in (4, 100):
+        layer = _linear(weight_quantizer("ptq4dm", 4, mse_candidates=candidates), weight=weight)
+        scale = layer.quant_weight().scale.flatten()
+        for row in range(3):
+            amax = weight[row].abs().max()
+            errors = []
+            for j in range(1, candidates + 1):
+                s = amax * j / candidates / 7
+                errors.append((((weight[row] / s).round().clamp(-7, 7) * s - weight[row]) ** 2).sum())
+            best = amax * (int(torch.stack(errors).argmin()) + 1) / candidates / 7
+            torch.testing.assert_close(scale[row], best)
+            assert candidates == 4 or best < amax / 7  # the finer search clips the outlier
+
+
+def test_asymmetric_activation_range_is_calibrated_min_max_by_hand():
+    layer = _linear(weight_quantizer("qdiffusion", 8), activation_quantizer("qdiffusion", 8))
+    batches = [torch.tensor([[-1.0, 0.5, 3.0, 0.0]]), torch.tensor([[-2.0, 0.5, 2.0, 0.0]])]
+    from brevitas.graph.calibrate import calibration_mode
+
+    with torch.no_grad(), calibration_mode(layer):
+        for batch in batches:
+            layer(batch)
+    layer.eval()
+    # brevitas averages each batch's statistic: range [−1.5, 2.5], scale 4/255, zero point round(1.5·255/4).
+    scale = 4 / 255
+    zero = round(1.5 / scale)
+    x = torch.tensor([[-1.0, 0.5, 3.0, 0.013]])
+    expected = ((x / scale).round() + zero).clamp(0, 255) * scale - zero * scale
+    torch.testing.assert_close(layer.input_quant(x).value, expected)
+
+
+def test_quant_layer_keeps_the_float_output_at_16_bits():
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1)
+    config = QuantConfig(method="minmax", weight_bits=8, activation_bits=16, calibration_size=32)
+    quantized = quant_layer(conv, config)
+    assert isinstance(quantized, QuantConv2d)
+    x = torch.randn(4, 3, 8, 8)
+    calibrate_activations(_Wrap(quantized), [(x, None)])
+    torch.testing.assert_close(quantized(x), conv(x), atol=0.02, rtol=0.02)
+
+
+class _Wrap(torch.nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x, t):
+        return self.layer(x)
+
+
+# -- calibration sets --------------------------------------------------------------------------------------------
+
+
+def _clipped_normal_moments(mu, sigma, low, high):
+    """Mean and variance of clip(X, low, high), X ~ N(mu, sigma²), by numerical integration on a fine grid."""
+    grid = torch.linspace(mu - 10 * sigma, mu + 10 * sigma, 400001, dtype=torch.float64)
+    density = torch.from_numpy(norm.pdf(grid.numpy(), mu, sigma))
+    values = grid.clamp(low, high)
+    weight = density / density.sum()
+    mean = (weight * values).sum()
+    return float(mean), float((weight * (values - mean) ** 2).sum())
+
+
+def test_ndtc_timesteps_mean_and_spread_within_monte_carlo_error():
+    T, n = 1000, 200_000
+    t = ndtc_timesteps(n, T, 0.4, 0.4, torch.Generator().manual_seed(0)).double()
+    assert t.min() >= 0 and t.max() <= T - 1 and t.dtype == torch.float64
+    mean, variance = _clipped_normal_moments(0.4 * T, 0.4 * T, 0, T - 1)
+    standard_error = math.sqrt(variance / n)
+    assert abs(t.mean() - mean) < 4 * standard_error  # 4 SE; rounding shifts the mean by far less
+    assert abs(t.var() - variance) / variance < 0.02  # variance's relative SE is about √(2/n)·(kurtosis) ≈ 0.5 %
+
+
+def test_uniform_steps_every_cth_step_and_nearest_steps():
+    assert uniform_steps(100, 5).tolist() == list(range(0, 100, 5))
+    assert len(uniform_steps(100, 5)) == 20  # Q-Diffusion CIFAR-10: 20 steps × 256 samples
+    schedule = torch.tensor([980, 784, 588, 392, 196, 0])
+    assert nearest_steps(torch.tensor([999, 600, 0, 100]), schedule).tolist() == [0, 2, 5, 4]
+
+
+@pytest.fixture(scope="module")
+def random_unet():
+    from sdmlib.models import build_unet
+    from sdmlib.scheduler import SqueezedDDPMScheduler
+
+    torch.manual_seed(0)
+    return build_unet("tiny", 32).eval(), SqueezedDDPMScheduler(s0=0.4)
+
+
+def test_uniform_and_ndtc_sets_come_from_the_trajectory(random_unet):
+    unet, scheduler = random_unet
+    config = QuantConfig(calibration="uniform", calibration_size=6, batch_size=3, num_inference_steps=4,
+                         uniform_interval=2)
+    uniform = calibration_set(unet, scheduler, config)
+    scheduler.set_timesteps(4)
+    assert sorted(uniform.t.tolist()) == sorted(scheduler.timesteps[[0, 2]].tolist() * 3)
+    assert uniform.x.shape == (6, 3, 32, 32)
+    # The first kept step is the sampler's starting noise S_T ε, drawn as the pipeline draws it.
+    first = uniform.x[uniform.t == int(scheduler.timesteps[0])]
+    assert first.std() > 0.5
+    ndtc = calibration_set(unet, scheduler, config.replace(calibration="ndtc"))
+    assert set(ndtc.t.tolist()) <= set(scheduler.timesteps.tolist())
+    coded = calibration_set(unet, scheduler, config.replace(calibration="ndtc", ndtc_labelling="code"))
+    drawn = ndtc_timesteps(6, 1000, 0.4, 0.4, torch.Generator().manual_seed(config.seed + 1))
+    assert sorted(coded.t.tolist()) == sorted(drawn.tolist())  # the raw draws are the labels
+
+
+# -- shortcut splitting ------------------------------------------------------------------------------------------
+
+
+def test_split_conv_is_exact_in_float_and_beats_one_quantizer_on_disparate_ranges():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(16, 8, 1)
+    deep, skip = 30 * torch.randn(64, 8, 4, 4), 0.05 * torch.randn(64, 8, 4, 4)  # ranges 600× apart
+    with torch.no_grad():
+        conv.weight[:, 8:] *= 600  # both parts matter to the output, as in a trained network
+    x = torch.cat([deep, skip], dim=1)
+    split = SplitConv2d(conv, 8)
+    torch.testing.assert_close(split(x), conv(x), atol=1e-4, rtol=1e-4)
+    config = QuantConfig(method="qdiffusion", weight_bits=8, calibration_size=32, reconstruction="off")
+    single = quant_layer(conv, config)
+    split.first, split.second = quant_layer(split.first, config), quant_layer(split.second, config)
+    for layer in (single, split):
+        calibrate_activations(_Wrap(layer), [(x, None)])
+    x_skip = torch.cat([torch.zeros_like(deep), skip], 1)
+    with torch.no_grad():
+        error_single = (single(x) - conv(x)).norm()
+        error_split = (split(x) - conv(x)).norm()
+        skip_single = (single.input_quant(x_skip).value[:, 8:] - skip).norm() / skip.norm()
+    assert skip_single > 0.5  # one range for both parts wipes out most of the skip features
+    assert error_split < 0.5 * error_single
+
+
+# -- bad input ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"weight_bits": 3}, "weight_bits must be one of (4, 8), got 3"),
+        ({"activation_bits": 4}, "activation_bits must be one of (8, 16)"),
+        ({"method": "brecq"}, "method must be one of ('ptq4dm', 'qdiffusion', 'minmax')"),
+        ({"calibration": "random"}, "calibration must be one of"),
+        ({"calibration_size": 16, "batch_size": 32}, "calibration_size must be at least batch_size=32, got 16"),
+        ({"sampler": "ddim"}, "sampler must be one of ('ddpm',)"),
+        ({"reconstruction": True}, "reconstruction must be a string"),
+    ],
+)
+def test_bad_input_names_parameter_and_allowed(changes, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        QuantConfig.from_mapping(changes)
+
+
+# -- block reconstruction ----------------------------------------------------------------------------------------
+
+
+def test_reconstruction_lowers_a_resnet_blocks_output_error():
+    from diffusers.models.resnet import ResnetBlock2D
+
+    from sdmlib.quant.quantizers import quantize_layers
+    from sdmlib.quant.reconstruction import reconstruct_unit
+
+    torch.manual_seed(0)
+    block = ResnetBlock2D(in_channels=16, out_channels=16, temb_channels=8, groups=4).eval()
+    config = QuantConfig(method="qdiffusion", weight_bits=4, calibration_size=32, reconstruction_iterations=150,
+                         activation_iterations=50, reconstruction_batch_size=16)
+    quantized = quantize_layers(__import__("copy").deepcopy(block), config)
+    x, temb = torch.randn(32, 16, 8, 8), torch.randn(32, 8)
+    calibrate_activations(_BlockWrap(quantized), [(x, temb)])
+    inputs = [((x[:16], temb[:16]), {}), ((x[16:], temb[16:]), {})]
+    with torch.no_grad():
+        targets = [block(x[:16], temb[:16]), block(x[16:], temb[16:])]
+    report = reconstruct_unit(quantized, inputs, targets, config, torch.Generator().manual_seed(0))
+    assert report["error_after"] < 0.8 * report["error_before"]
+    # The learned rounding ends hard: every weight is on the integer grid of its own quantizer.
+    layer = quantized.conv1
+    quant = layer.quant_weight()
+    integers = quant.value / quant.scale + quant.zero_point
+    torch.testing.assert_close(integers, integers.round(), atol=1e-3, rtol=0)
+
+
+class _BlockWrap(torch.nn.Module):
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x, temb):
+        return self.block(x, temb)
+
+
+# -- a trained tiny UNet: W8 below W4, the splits, save → load ---------------------------------------------------
+
+
+def test_trained_tiny_unet_w8_below_w4_and_save_load_identical(tiny_run, tmp_path):
+    from sdmlib.config import TrainConfig
+    from sdmlib.evaluate import load_pipeline
+    from sdmlib.quant.model import quantize_unet
+    from sdmlib.quant.run import check_run
+    from sdmlib.quant.shortcut import concat_ranges, concat_splits
+    from sdmlib.quant.state import load_quant_state, save_quant_state
+    from sdmlib.train import train
+
+    run_dir = train(TrainConfig.from_mapping({**tiny_run, "output_dir": str(tmp_path / "run")}), progress=False)
+    pipeline = load_pipeline(run_dir, torch.device("cpu"))
+    unet, scheduler = pipeline.unet.eval(), pipeline.scheduler
+    config = QuantConfig(run_dir=str(run_dir), method="minmax", calibration="uniform", calibration_size=8,
+                         batch_size=8, num_inference_steps=3, uniform_interval=1)
+    assert check_run(config) == run_dir
+    calibration = calibration_set(unet, scheduler, config)
+    x, t = calibration.x, calibration.t
+    with torch.no_grad():
+        reference = unet(x, t).sample
+
+    def relative_error(model):
+        with torch.no_grad():
+            return float((model(x, t).sample - reference).norm() / reference.norm())
+
+    w8, _, _ = quantize_unet(unet, config, calibration)
+    w4, _, _ = quantize_unet(unet, config.replace(weight_bits=4), calibration)
+    assert 0 < relative_error(w8) < relative_error(w4) < 1
+
+    # The splits found in diffusers' up blocks: h has the channels the resnet gets beyond its skip.
+    splits = concat_splits(unet, x, t)
+    assert splits["up_blocks.0.resnets.0.conv_shortcut"] == 64 and len(splits) == 6
+    ranges = concat_ranges(unet, splits, x, t)
+    assert all(h > 0 and skip > 0 for h, skip in ranges.values())
+
+    split_config = config.replace(method="qdiffusion", shortcut_split="on", reconstruction="off")
+    model, splits, _ = quantize_unet(unet, split_config, calibration)
+    save_quant_state(tmp_path / "q", model, unet, split_config, splits)
+    loaded, loaded_config = load_quant_state(tmp_path / "q", unet)
+    assert loaded_config == split_config
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t).sample, model(x, t).sample)
+        other = __import__("copy").deepcopy(unet)
+        other.conv_out.bias += 0.01
+    with pytest.raises(ValueError, match="not for this run's UNet"):
+        load_quant_state(tmp_path / "q", other)
+
+
+def test_run_folder_without_model_is_refused(tmp_path):
+    from sdmlib.quant.run import check_run
+
+    with pytest.raises(ValueError, match="run_dir=.* holds no trained model"):
+        check_run(QuantConfig(run_dir=str(tmp_path)))
