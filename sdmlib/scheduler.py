@@ -15,6 +15,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_ddpm import DDPMSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from .prediction import check_prediction_type
 from .squeeze import SCHEDULE_KINDS, VARIANTS, rank_one_update, squeeze_eigenvalues, unit_axis
 
 # The config field `squeeze_schedule` shadows the function's name inside __init__.
@@ -93,11 +94,7 @@ class SqueezedDDPMScheduler(DDPMScheduler):
             steps_offset=steps_offset,
             rescale_betas_zero_snr=rescale_betas_zero_snr,
         )
-        if prediction_type != "epsilon":
-            raise NotImplementedError(
-                f"SqueezedDDPMScheduler supports prediction_type='epsilon' (the paper's, eq. 4) only, "
-                f"got {prediction_type!r}"
-            )
+        check_prediction_type("prediction_type", prediction_type)
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if squeeze_schedule not in SCHEDULE_KINDS:
@@ -196,6 +193,13 @@ class SqueezedDDPMScheduler(DDPMScheduler):
         target = self.squeeze_noise(noise, timesteps)
         return super().add_noise(original_samples, target, timesteps), target
 
+    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
+        """diffusers' v-target for the squeezed marginal: v^sq = a_t S_t ε − b_t x_0 (`sdmlib.prediction.velocity`).
+
+        `noise` is the unsqueezed ε passed to `add_noise`, as in the parent's contract; at s0 = 0 this is the parent's.
+        """
+        return super().get_velocity(sample, self.squeeze_noise(noise, timesteps), timesteps)
+
     # -- sampling: eqs. (5)–(7) --------------------------------------------------------------------------------
 
     def initial_noise(
@@ -224,7 +228,8 @@ class SqueezedDDPMScheduler(DDPMScheduler):
         """One reverse step: whiten (eq. 5), DDPM posterior step (eq. 6), re-squeeze (eq. 7).
 
         Args:
-            model_output: ε̂^sq, the network's prediction of the squeezed noise S_t ε, (B, n, H, W)
+            model_output: the network's prediction of the kind `prediction_type` names: ε̂^sq = S_t ε ("epsilon"),
+                x̂_0 ("sample") or v̂^sq = a_t ε^sq − b_t x_0 ("v_prediction"), in data coordinates, (B, n, H, W)
                 (or (B, 2n, H, W) with a learned variance, whose second half is passed through untouched).
             timestep: the current timestep t of the sampling schedule.
             sample: x_t^sq, (B, n, H, W).
@@ -241,17 +246,20 @@ class SqueezedDDPMScheduler(DDPMScheduler):
         s_t = self.strength_at(t)
         s_next = s_t if self.config.resqueeze == "current" else self.strength_at(self.previous_timestep(t))
 
-        # 1. Eq. (5): whiten the state and the predicted noise, x̃_t = S_t⁻¹ x_t, ε̃ = S_t⁻¹ ε̂^sq.
+        # 1. Eq. (5): whiten the state and the prediction, x̃_t = S_t⁻¹ x_t and S_t⁻¹ of ε̂^sq, x̂_0 or v̂^sq: these are
+        #    the whitened chain's own ε, x̃_0 and ṽ (x̃_t = a_t x̃_0 + b_t ε), since every relation of
+        #    `sdmlib.prediction` is linear with scalar coefficients. So the parent handles each prediction type.
         n = sample.shape[1]
         sample_white = self._squeeze(sample, s_t, inverse=True)
         if model_output.shape[1] == 2 * n and self.variance_type in ("learned", "learned_range"):
-            eps, predicted_variance = model_output.split(n, dim=1)
-            eps_white = torch.cat([self._squeeze(eps, s_t, inverse=True), predicted_variance], dim=1)
+            prediction, predicted_variance = model_output.split(n, dim=1)
+            prediction_white = torch.cat([self._squeeze(prediction, s_t, inverse=True), predicted_variance], dim=1)
         else:
-            eps_white = self._squeeze(model_output, s_t, inverse=True)
+            prediction_white = self._squeeze(model_output, s_t, inverse=True)
 
-        # 2. Eq. (6): the DDPM posterior step of Ho et al. in whitened coordinates, the parent's own code.
-        white = super().step(eps_white, t, sample_white, generator=generator, return_dict=True)
+        # 2. Eq. (6): the DDPM posterior step of Ho et al. in whitened coordinates, the parent's own code (which
+        #    converts an x̂_0 or v̂ prediction to x̃_0 with the same relations as `sdmlib.prediction`).
+        white = super().step(prediction_white, t, sample_white, generator=generator, return_dict=True)
 
         # 3. Eq. (7): re-squeeze, x_{t−1}^sq = S_{t−1} x̃_{t−1} (S_t with resqueeze="current"). After the last step
         #    S_{t−1} = S_0: the identity under the linear schedule, so the sampler ends in data space.
