@@ -21,11 +21,14 @@ from typing import Any, Mapping
 import yaml
 
 from .data import DATASETS
+from .jit import check_patching
 from .metrics import METRICS as METRIC_NAMES
+from .prediction import PREDICTION_TYPES
 from .scheduler import RESQUEEZE_MODES
 from .squeeze import SCHEDULE_KINDS, VARIANTS
 
 MODEL_SIZES = ("paper", "small", "tiny")
+MODELS = ("unet", "jit")  # diffusers' UNet2DModel (the paper's) or the JiT-style transformer (sdmlib.jit)
 MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 # Relative paths in a config are relative to the repository root (where pyproject.toml is), so a run means the
@@ -108,6 +111,13 @@ class TrainConfig(TypedConfig):
     beta_end: float = 0.02
     # model
     model_size: str = "paper"  # "paper": UNet2D (128, 256, 512, 512) as in the authors' code; "small"/"tiny" for CPU
+    model: str = "unet"  # "unet" (the paper's) or "jit": the JiT-style transformer on patches, sized by model_size
+    patch_size: int = 4  # jit only: patch side p (must divide image_size); patch dimension 3p²
+    bottleneck_dim: int = 0  # jit only: low-rank patch embedding 3p² → d′ → width (JiT's bottleneck); 0 = none
+    # prediction target and loss (JiT's 3 × 3; epsilon/epsilon is the paper's eq. 4)
+    prediction_type: str = "epsilon"  # what the network outputs: "epsilon" (ε^sq), "sample" (x_0), "v_prediction"
+    loss_space: str = "epsilon"  # where the squared error is taken after converting the output (same names)
+    max_loss_weight: float = 20.0  # bound on the conversion's weight where it divides by a_t or b_t (JiT's 1/0.05)
     # optimisation (the authors' code)
     seed: int = 0
     train_steps: int = 3910  # 10 epochs of CIFAR-10's 391 batches of 128, the authors' setting
@@ -147,6 +157,13 @@ class TrainConfig(TypedConfig):
         _one_of("squeeze_schedule", self.squeeze_schedule, SCHEDULE_KINDS)
         _one_of("resqueeze", self.resqueeze, RESQUEEZE_MODES)
         _one_of("model_size", self.model_size, MODEL_SIZES)
+        _one_of("model", self.model, MODELS)
+        _one_of("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        _one_of("loss_space", self.loss_space, PREDICTION_TYPES)
+        if not (math.isfinite(self.max_loss_weight) and self.max_loss_weight > 0):
+            raise ValueError(f"max_loss_weight must be a positive finite number, got {self.max_loss_weight!r}")
+        if self.model == "jit":
+            check_patching(self.image_size, self.patch_size, self.bottleneck_dim)
         _one_of("mixed_precision", self.mixed_precision, MIXED_PRECISIONS)
         for metric in self.metrics:
             _one_of("metrics", metric, METRIC_NAMES)
@@ -263,6 +280,7 @@ __all__ = [
     "TypedConfig",
     "DATASETS",
     "MODEL_SIZES",
+    "MODELS",
     "MIXED_PRECISIONS",
     "METRIC_NAMES",
     "PROJECT_ROOT",

@@ -15,6 +15,7 @@ against the tensors: pass (B, 1, 1, 1) tensors for per-sample timesteps (`scales
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
@@ -134,7 +135,32 @@ def loss_weight(
     return weight.clamp(-max_weight, max_weight)
 
 
+def training_loss(
+    prediction: torch.Tensor,
+    x0: torch.Tensor,
+    eps: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    prediction_type: str = "epsilon",
+    loss_space: str = "epsilon",
+    max_weight: float = DEFAULT_MAX_LOSS_WEIGHT,
+) -> torch.Tensor:
+    """Eq. (4) for any prediction × loss: the mean squared error, in `loss_space`, of the network output read as a
+    prediction of `prediction_type` for x_t = a_t x_0 + b_t ε^sq (`eps` is ε^sq).
+
+    With prediction_type == loss_space this is `F.mse_loss(prediction, target)` itself (ε/ε is the paper's loss, bit
+    for bit). Otherwise the conversion's error is the prediction-space error times `loss_weight` (bounded by
+    `max_weight`: see there), computed in float32 like the ε/ε loss.
+    """
+    target = target_of(prediction_type, x0, eps, a, b)
+    if prediction_type == loss_space:
+        return F.mse_loss(prediction.float(), target.float())
+    weight = loss_weight(prediction_type, loss_space, a, b, max_weight).float()
+    return (weight * (prediction.float() - target.float())).square().mean()
+
+
 __all__ = [
+    "training_loss",
     "PREDICTION_TYPES",
     "DEFAULT_MAX_LOSS_WEIGHT",
     "scales_at",
