@@ -146,3 +146,50 @@ def test_jit_pipeline_round_trip_in_a_fresh_process(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "JiTDenoiser v_prediction" in result.stdout
     assert torch.equal(torch.load(tmp_path / "images.pt", weights_only=True), expected.images)
+
+
+# -- sweeps and the figure panel ---------------------------------------------------------------------------------
+
+
+def test_prediction_grid_spans_the_study_and_keeps_old_run_names():
+    from sdmlib.config import PROJECT_ROOT
+    from sdmlib.sweep import SweepGrid, grid_runs
+
+    runs = grid_runs(SweepGrid.read(PROJECT_ROOT / "params" / "sweep-prediction.yaml"), "x")
+    assert len(runs) == 3 * 3 * 2 * 2 and len({r.run_id for r in runs}) == 36
+    combos = {(r.config.prediction_type, r.config.loss_space, r.config.model, r.config.s0) for r in runs}
+    assert len(combos) == 36
+    paper = [r for r in runs if (r.config.prediction_type, r.config.loss_space, r.config.model) == ("epsilon",) * 2 + ("unet",)]
+    assert {r.run_id for r in paper} == {"cifar10-sdm-s0_0-seed0", "cifar10-sdm-s0_-0.4-seed0"}
+    assert "cifar10-sdm-s0_-0.4-seed0-jit-sample-v_prediction" in {r.run_id for r in runs}
+    jit = next(r for r in runs if r.config.model == "jit")
+    assert (jit.config.patch_size, jit.config.bottleneck_dim) == (8, 16)
+
+
+def test_grid_refuses_an_unknown_prediction_type():
+    from sdmlib.sweep import SweepGrid, grid_runs
+
+    with pytest.raises(ValueError, match=r"prediction_type must be one of .*got 'eps'"):
+        grid_runs(SweepGrid.from_mapping({"prediction_type": ["eps"]}), "x")
+
+
+def test_heatmap_panel_reads_a_results_table():
+    import pandas as pd
+
+    from sdmlib.prediction_study import combination_table, plot_combination_heatmaps
+
+    rows = [
+        {"model": m, "s0": s0, "prediction_type": p, "loss_space": q, "seed": seed, "pca_fd": i + 10 * seed}
+        for m in ("unet", "jit")
+        for s0 in (0.0, -0.4)
+        for i, (p, q) in enumerate((p, q) for p in P.PREDICTION_TYPES for q in P.PREDICTION_TYPES)
+        for seed in (0, 1)
+    ]
+    frame = pd.DataFrame(rows)
+    table = combination_table(frame, "pca_fd", model="jit", s0=-0.4)
+    assert list(table.index) == list(P.PREDICTION_TYPES) and list(table.columns) == list(P.PREDICTION_TYPES)
+    assert table.loc["sample", "v_prediction"] == 5 + 5  # index 5, mean over seeds 0 and 1 (+0, +10)
+    fig = plot_combination_heatmaps(frame, "pca_fd", [{"model": "unet", "s0": 0.0}, {"model": "jit", "s0": -0.4}])
+    assert len(fig.axes) >= 2
+    with pytest.raises(ValueError, match="metric 'fid' is not a column"):
+        combination_table(frame, "fid", model="jit")
