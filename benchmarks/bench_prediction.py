@@ -68,10 +68,38 @@ def main():
             if combination != baseline:
                 times[combination].append(timed(combination))
     reference = statistics.median(times[baseline])
-    print(f"{args.model} ({args.size}), batch {args.batch}, {device}: median step time, ratio to epsilon/epsilon")
+
+    # The conversions alone: the loss (forward and backward through it, no network) of each combination, timed over
+    # many repetitions. Its excess over ε/ε's loss, as a fraction of a whole ε/ε step, is what the conversions cost;
+    # unlike the step ratio it stays measurable on a busy machine.
+    output = torch.randn_like(x0, requires_grad=True)
+    t = torch.randint(0, 1000, (args.batch,), device=device)
+    noisy, eps_sq = scheduler.add_noise_and_target(x0, torch.randn_like(x0), t)
+    a, b = scales_at(alphas_cumprod, t)
+
+    def loss_only(combination):
+        training_loss(output, x0, eps_sq, a, b, *combination).backward()
+
+    loss_times = {c: statistics.median(timed_call(loss_only, c, device) for _ in range(50)) for c in COMBINATIONS}
+    print(f"{args.model} ({args.size}), batch {args.batch}, {device}: median step time, ratio to epsilon/epsilon; "
+          f"the loss alone, its excess over epsilon/epsilon's as a fraction of a step")
     for combination in COMBINATIONS:
         median = statistics.median(times[combination])
-        print(f"  {combination[0]:>12} / {combination[1]:<12} {1000 * median:8.1f} ms   {median / reference:.3f}")
+        excess = (loss_times[combination] - loss_times[baseline]) / reference
+        print(
+            f"  {combination[0]:>12} / {combination[1]:<12} {1000 * median:8.1f} ms   {median / reference:.3f}   "
+            f"loss {1e6 * loss_times[combination]:7.0f} µs   excess {100 * excess:+.3f}% of a step"
+        )
+
+
+def timed_call(fn, argument, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn(argument)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":
