@@ -18,7 +18,7 @@
 # %% [markdown]
 # # Post-training quantization of a trained (squeezed) diffusion model: PTQ4DM and Q-Diffusion
 #
-# One quantization setting of one trained run (`../shared/paper/QUANT.md`): every Conv2d and Linear of its UNet
+# One quantization setting of one trained run (`docs/quant.md`): every Conv2d and Linear of its UNet
 # (first and last layers and the time embedding included) fake-quantized with brevitas, weights per output
 # channel, activations per tensor, calibrated on samples of the full-precision model's own trajectories; then the
 # squeezed sampler run through the quantized network from the same noise as the full-precision one.

@@ -28,11 +28,14 @@ import yaml
 
 from .checks import one_of as _one_of
 from .data import DATASETS
+from .jit import check_patching
 from .metrics import METRICS as METRIC_NAMES
+from .prediction import PREDICTION_TYPES
 from .scheduler import INITIAL_SQUEEZES, RESQUEEZE_MODES
 from .squeeze import SCHEDULE_KINDS, VARIANTS
 
 MODEL_SIZES = ("paper", "small", "tiny")
+MODELS = ("unet", "jit")  # diffusers' UNet2DModel (the paper's) or the JiT-style transformer (sdmlib.jit)
 CLIP_BOXES = ("data", "whitened", "none")
 
 # The two readings of the paper a run can follow, each a setting of the four fields that the paper's text and the
@@ -51,7 +54,8 @@ PROTOCOLS = {
 }
 DEFAULT_PROTOCOL = "paper-text"
 PROTOCOL_UNSET = {"resqueeze": "", "clip_box": "", "initial_squeeze": "", "prc_num_real": -1}  # "the protocol's"
-
+# The paper's network and target keep run names as they were; any other value is appended to the name (run_name).
+DEFAULT_TARGETS = {"prediction_type": "epsilon", "loss_space": "epsilon", "model": "unet"}
 MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 # Relative paths in a config are relative to the repository root (where pyproject.toml is), so a run means the
@@ -147,6 +151,13 @@ class TrainConfig(TypedConfig):
     beta_end: float = 0.02  # β_T (= β_max of the squeeze schedule)
     # model
     model_size: str = "paper"  # "paper": UNet2D (128, 256, 512, 512) as in the authors' code; "small"/"tiny" for CPU
+    model: str = "unet"  # "unet" (the paper's) or "jit": the JiT-style transformer on patches, sized by model_size
+    patch_size: int = 4  # jit only: patch side p (must divide image_size); patch dimension 3p²
+    bottleneck_dim: int = 0  # jit only: low-rank patch embedding 3p² → d′ → width (JiT's bottleneck); 0 = none
+    # prediction target and loss (JiT's 3 × 3; epsilon/epsilon is the paper's eq. 4)
+    prediction_type: str = "epsilon"  # what the network outputs: "epsilon" (ε^sq), "sample" (x_0), "v_prediction"
+    loss_space: str = "epsilon"  # where the squared error is taken after converting the output (same names)
+    max_loss_weight: float = 20.0  # bound on the conversion's weight where it divides by a_t or b_t (JiT's 1/0.05)
     # optimisation (the authors' code)
     seed: int = 0  # initial weights, batch order, flips, noise, timesteps and evaluation samples
     train_steps: int = 3910  # 10 epochs of CIFAR-10's 391 batches of 128, the authors' setting
@@ -209,6 +220,13 @@ class TrainConfig(TypedConfig):
                 f"(the protocol's), got {self.prc_num_real!r}"
             )
         _one_of("model_size", self.model_size, MODEL_SIZES)
+        _one_of("model", self.model, MODELS)
+        _one_of("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        _one_of("loss_space", self.loss_space, PREDICTION_TYPES)
+        if not (math.isfinite(self.max_loss_weight) and self.max_loss_weight > 0):
+            raise ValueError(f"max_loss_weight must be a positive finite number, got {self.max_loss_weight!r}")
+        if self.model == "jit":
+            check_patching(self.image_size, self.patch_size, self.bottleneck_dim)
         _one_of("mixed_precision", self.mixed_precision, MIXED_PRECISIONS)
         for metric in self.metrics:
             _one_of("metrics", metric, METRIC_NAMES)
@@ -262,7 +280,8 @@ class TrainConfig(TypedConfig):
     @property
     def run_dir(self) -> Path:
         """The run folder, absolute; relative paths are taken from the repository root."""
-        name = run_name(self.dataset, self.variant, self.s0, self.seed, self.protocol_label)
+        targets = {k: getattr(self, k) for k in DEFAULT_TARGETS}
+        name = run_name(self.dataset, self.variant, self.s0, self.seed, self.protocol_label, **targets)
         return project_path(self.output_dir or f"outputs/runs/{name}")
 
     @property
@@ -270,10 +289,23 @@ class TrainConfig(TypedConfig):
         return project_path(self.data_root)
 
 
-def run_name(dataset: str, variant: str, s0: float, seed: int, protocol_label: str = DEFAULT_PROTOCOL) -> str:
-    """The name of a run's folder: <dataset>-<variant>-s0_<s0>-seed<seed>, then -<protocol_label> unless that is
-    the default protocol unchanged (so runs of the default keep the names they had before protocols existed)."""
+def run_name(
+    dataset: str,
+    variant: str,
+    s0: float,
+    seed: int,
+    protocol_label: str = DEFAULT_PROTOCOL,
+    prediction_type: str = "epsilon",
+    loss_space: str = "epsilon",
+    model: str = "unet",
+) -> str:
+    """The name of a run's folder: <dataset>-<variant>-s0_<s0>-seed<seed>, then -<model>-<prediction_type>-<loss_space>
+    unless those are the paper's (UNet, ε/ε), then -<protocol_label> unless that is the default protocol unchanged
+    (so the paper's runs in the default protocol keep the names they had before targets and protocols existed)."""
     name = f"{dataset}-{variant}-s0_{s0 + 0.0:g}-seed{seed}"  # + 0.0 turns −0.0 into 0.0
+    targets = {"prediction_type": prediction_type, "loss_space": loss_space, "model": model}
+    if targets != DEFAULT_TARGETS:
+        name += f"-{model}-{prediction_type}-{loss_space}"
     return name if protocol_label == DEFAULT_PROTOCOL else f"{name}-{protocol_label}"
 
 
@@ -357,6 +389,7 @@ __all__ = [
     "UnknownParameterError",
     "PROTOCOLS",
     "DEFAULT_PROTOCOL",
+    "DEFAULT_TARGETS",
     "CLIP_BOXES",
     "project_path",
     "seeded_output_dir",
@@ -364,6 +397,7 @@ __all__ = [
     "TypedConfig",
     "DATASETS",
     "MODEL_SIZES",
+    "MODELS",
     "MIXED_PRECISIONS",
     "METRIC_NAMES",
     "PROJECT_ROOT",

@@ -46,6 +46,16 @@ def load_pipeline(run_dir: Path, device: torch.device | None = None) -> Squeezed
     return pipeline.to(device or _device())
 
 
+def check_prediction_type_matches(pipeline: SqueezedDDPMPipeline, config: TrainConfig) -> None:
+    """A saved run samples with the conversion it was trained for: refuse a config that asks for another one."""
+    saved = pipeline.scheduler.config.prediction_type
+    if saved != config.prediction_type:
+        raise ValueError(
+            f"prediction_type={config.prediction_type!r} was asked for, but the run in {config.run_dir} was trained "
+            f"with prediction_type={saved!r} (recorded in scheduler/scheduler_config.json); ask for {saved!r}"
+        )
+
+
 def sample_grid(pipeline: SqueezedDDPMPipeline, config: TrainConfig, path: Path) -> Path:
     """The grid of `num_grid_samples` images from fixed noise (CPU generator: the same noise on every machine)."""
     generator = torch.Generator().manual_seed(config.grid_seed)
@@ -141,6 +151,7 @@ def evaluate_run(config: TrainConfig, *, progress: bool = True) -> dict:
     start = time.perf_counter()
     device = _device()
     pipeline = load_pipeline(run_dir, device)
+    check_prediction_type_matches(pipeline, config)
     sample_grid(pipeline, config, run_dir / "samples_grid.png")
     samples, sampling_seconds = generate_samples(pipeline, config, run_dir / "samples", progress)
 

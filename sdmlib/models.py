@@ -50,3 +50,21 @@ def build_unet(model_size: str, image_size: int, channels: int = 3) -> UNet2DMod
         up_block_types=up,
         norm_num_groups=min(32, block_out_channels[0]),
     )
+
+
+def build_jit(model_size: str, image_size: int, patch_size: int = 4, bottleneck_dim: int = 0, channels: int = 3):
+    """The JiT-style transformer (`sdmlib.jit`) at one of `JIT_SIZES`, with JiT's optional low-rank patch embedding."""
+    from .jit import JIT_SIZES, JiTDenoiser
+
+    if model_size not in JIT_SIZES:
+        raise ValueError(f"model_size must be one of {tuple(JIT_SIZES)}, got {model_size!r}")
+    width, depth, heads = JIT_SIZES[model_size]
+    return JiTDenoiser(
+        sample_size=image_size,
+        in_channels=channels,
+        patch_size=patch_size,
+        width=width,
+        depth=depth,
+        num_heads=heads,
+        bottleneck_dim=bottleneck_dim,
+    )

@@ -25,6 +25,7 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from tqdm.auto import tqdm
 
 from .checks import integer_in, one_of
+from .jit import JiTDenoiser  # imported here so that from_pretrained finds a saved JiT model's class (sdmlib.jit)
 from .scheduler import SqueezedDDPMScheduler
 from .scheduler_base import require_squeezed_scheduler
 
@@ -32,11 +33,12 @@ SHIM_MODULE = "pipeline_sdm"
 
 
 class SqueezedDDPMPipeline(DiffusionPipeline):
-    """UNet + `SqueezedDDPMScheduler`: start from S_T ε, then whiten–denoise–re-squeeze at every timestep."""
+    """UNet (or JiT-style model) + `SqueezedDDPMScheduler`: start from S_T ε, then whiten–denoise–re-squeeze at every
+    timestep. The denoiser's output is read as the scheduler's `prediction_type` (ε^sq, x_0 or v^sq)."""
 
     model_cpu_offload_seq = "unet"
 
-    def __init__(self, unet: UNet2DModel, scheduler: SqueezedDDPMScheduler):
+    def __init__(self, unet: UNet2DModel | JiTDenoiser, scheduler: SqueezedDDPMScheduler):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
 

@@ -15,6 +15,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_ddpm import DDPMSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from .prediction import check_prediction_type, convert
 from .scheduler_base import SqueezedSchedulerMixin
 from .squeeze import SCHEDULE_KINDS, VARIANTS, rank_one_update, squeeze_eigenvalues, unit_axis
 
@@ -104,11 +105,7 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
             steps_offset=steps_offset,
             rescale_betas_zero_snr=rescale_betas_zero_snr,
         )
-        if prediction_type != "epsilon":
-            raise NotImplementedError(
-                f"SqueezedDDPMScheduler supports prediction_type='epsilon' (the paper's, eq. 4) only, "
-                f"got {prediction_type!r}"
-            )
+        check_prediction_type("prediction_type", prediction_type)
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if squeeze_schedule not in SCHEDULE_KINDS:
@@ -220,6 +217,13 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
         target = self.squeeze_noise(noise, timesteps)
         return super().add_noise(original_samples, target, timesteps), target
 
+    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
+        """diffusers' v-target for the squeezed marginal: v^sq = a_t S_t ε − b_t x_0 (`sdmlib.prediction.velocity`).
+
+        `noise` is the unsqueezed ε passed to `add_noise`, as in the parent's contract; at s0 = 0 this is the parent's.
+        """
+        return super().get_velocity(sample, self.squeeze_noise(noise, timesteps), timesteps)
+
     # -- sampling: eqs. (5)–(7) --------------------------------------------------------------------------------
 
     def initial_noise(
@@ -250,7 +254,8 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
         """One reverse step: whiten (eq. 5), DDPM posterior step (eq. 6), re-squeeze (eq. 7).
 
         Args:
-            model_output: ε̂^sq, the network's prediction of the squeezed noise S_t ε, (B, n, H, W)
+            model_output: the network's prediction of the kind `prediction_type` names: ε̂^sq = S_t ε ("epsilon"),
+                x̂_0 ("sample") or v̂^sq = a_t ε^sq − b_t x_0 ("v_prediction"), in data coordinates, (B, n, H, W)
                 (or (B, 2n, H, W) with a learned variance, whose second half is passed through untouched).
             timestep: the current timestep t of the sampling schedule.
             sample: x_t^sq, (B, n, H, W).
@@ -270,24 +275,28 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
         s_t = self.strength_at(t)
         s_next = s_t if self.config.resqueeze == "current" else self.strength_at(self.previous_timestep(t))
 
-        # 1. Eq. (5): whiten the state and the predicted noise, x̃_t = S_t⁻¹ x_t, ε̃ = S_t⁻¹ ε̂^sq.
+        # 1. Eq. (5): whiten the state and the prediction, x̃_t = S_t⁻¹ x_t and S_t⁻¹ of ε̂^sq, x̂_0 or v̂^sq: these are
+        #    the whitened chain's own ε, x̃_0 and ṽ (x̃_t = a_t x̃_0 + b_t ε), since every relation of
+        #    `sdmlib.prediction` is linear with scalar coefficients. So the parent handles each prediction type.
         n = sample.shape[1]
         sample_white = self._squeeze(sample, s_t, inverse=True)
         if model_output.shape[1] == 2 * n and self.variance_type in ("learned", "learned_range"):
-            eps, predicted_variance = model_output.split(n, dim=1)
-            eps_white = torch.cat([self._squeeze(eps, s_t, inverse=True), predicted_variance], dim=1)
+            prediction, predicted_variance = model_output.split(n, dim=1)
+            prediction_white = torch.cat([self._squeeze(prediction, s_t, inverse=True), predicted_variance], dim=1)
         else:
-            eps_white = self._squeeze(model_output, s_t, inverse=True)
+            prediction_white = self._squeeze(model_output, s_t, inverse=True)
 
-        # 2. Eq. (6): the DDPM posterior step of Ho et al. in whitened coordinates, the parent's own code.
-        white = super().step(eps_white, t, sample_white, generator=generator, return_dict=True)
+        # 2. Eq. (6): the DDPM posterior step of Ho et al. in whitened coordinates, the parent's own code (which
+        #    converts an x̂_0 or v̂ prediction to x̃_0 with the same relations as `sdmlib.prediction`).
+        white = super().step(prediction_white, t, sample_white, generator=generator, return_dict=True)
         prev_white, x0_white = white.prev_sample, white.pred_original_sample
 
         # 2b. Clipping in the images' box: the posterior mean of eq. (6) is c0 x̂_0 + c_t x̃_t, linear in x̂_0, so
         #     clipping x̂_0 = S_t x̂_0^white in data space and swapping it in changes x̃_{t−1} by c0 (new − old).
         if self.config.clip_sample and not self.config.thresholding and self.config.clip_space == "data" and s_t != 0:
             alpha_bar_t = float(self.alphas_cumprod[int(t)])
-            unclipped = (sample_white - (1 - alpha_bar_t) ** 0.5 * eps_white[:, :n]) / alpha_bar_t**0.5
+            a_t, b_t = alpha_bar_t**0.5, (1 - alpha_bar_t) ** 0.5
+            unclipped = convert(prediction_white[:, :n], self.config.prediction_type, "sample", sample_white, a_t, b_t)
             bound = self.config.clip_sample_range
             clipped = self._squeeze(self._squeeze(unclipped, s_t).clamp(-bound, bound), s_t, inverse=True)
             prev_white = prev_white + self._x0_coefficient(t) * (clipped - x0_white)

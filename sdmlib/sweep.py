@@ -45,12 +45,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .config import PROJECT_ROOT, TrainConfig, TypedConfig, project_path, run_name
+from .config import DEFAULT_TARGETS, PROJECT_ROOT, TrainConfig, TypedConfig, project_path, run_name
 from .io import save_json, save_text
 
 EXECUTORS = ("local", "slurm", "debug")
 RUNNERS = ("notebook", "python")
-GRID_AXES = ("dataset", "variant", "s0", "seed")
+GRID_AXES = ("dataset", "variant", "s0", "seed", "prediction_type", "loss_space", "model")
 TRAIN_NOTEBOOK = PROJECT_ROOT / "notebooks" / "train.ipynb"
 
 # The results table's columns, in order; a row may carry more (a metric added later), appended after these.
@@ -116,6 +116,9 @@ class SweepGrid(TypedConfig):
     variant: tuple[str, ...] = ("sdm",)
     s0: tuple[float, ...] = (0.0,)
     seed: tuple[int, ...] = (0,)
+    prediction_type: tuple[str, ...] = ("epsilon",)  # what the network outputs (sdmlib.prediction)
+    loss_space: tuple[str, ...] = ("epsilon",)  # where the loss is taken
+    model: tuple[str, ...] = ("unet",)  # unet | jit (its patch_size and bottleneck_dim go in overrides)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> SweepGrid:
@@ -213,9 +216,13 @@ def grid_runs(grid: SweepGrid, sweep_dir: str | os.PathLike) -> list[Run]:
     """
     base = TrainConfig.load(*grid.base, **grid.overrides)
     runs: dict[str, Run] = {}
-    for dataset, variant, s0, seed in itertools.product(grid.dataset, grid.variant, grid.s0, grid.seed):
+    points = itertools.product(
+        grid.dataset, grid.variant, grid.s0, grid.seed, grid.prediction_type, grid.loss_space, grid.model
+    )
+    for dataset, variant, s0, seed, prediction_type, loss_space, model in points:
         variant = "sdm" if s0 == 0 else variant
-        name = run_name(dataset, variant, s0, seed, base.protocol_label)
+        targets = {"prediction_type": prediction_type, "loss_space": loss_space, "model": model}
+        name = run_name(dataset, variant, s0, seed, base.protocol_label, **targets)
         if name not in runs:
             try:
                 config = base.replace(
@@ -223,6 +230,7 @@ def grid_runs(grid: SweepGrid, sweep_dir: str | os.PathLike) -> list[Run]:
                     variant=variant,
                     s0=s0,
                     seed=seed,
+                    **targets,
                     output_dir=_for_config(Path(sweep_dir) / "runs" / name),
                 )
             except ValueError as error:
@@ -338,6 +346,7 @@ def run_one(
         **{k: getattr(config, k) for k in ("dataset", "variant", "s0", "seed", "model_size", "train_steps")},
         **{k: getattr(config, k) for k in ("resqueeze", "clip_box", "initial_squeeze", "prc_num_real")},
         "protocol": config.protocol_label,
+        **{k: getattr(config, k) for k in DEFAULT_TARGETS},
         "num_eval_samples": config.num_eval_samples,
         "run_dir": _relative(config.run_dir, sweep_dir),
         "attempt": int(previous.get("attempt") or 0) + 1,

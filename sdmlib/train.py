@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from diffusers import UNet2DModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
@@ -36,7 +35,8 @@ from tqdm.auto import tqdm
 from .config import PROJECT_ROOT, TrainConfig
 from .data import build_dataset, cached_principal_axis, dataset_fingerprint
 from .io import atomic_directory, save_json, save_text
-from .models import build_unet
+from .models import build_jit, build_unet
+from .prediction import scales_at, training_loss
 from .pipeline import SqueezedDDPMPipeline
 from .scheduler import SqueezedDDPMScheduler
 
@@ -110,6 +110,7 @@ def build_scheduler(config: TrainConfig, axis: list[float]) -> SqueezedDDPMSched
         clip_sample=config.clip_box != "none",
         clip_space="data" if config.clip_box == "data" else "whitened",
         initial_squeeze=config.initial_squeeze,
+        prediction_type=config.prediction_type,
     )
 
 
@@ -262,7 +263,10 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
         raise ValueError(f"batch_size={config.batch_size} exceeds the dataset's {len(dataset)} images")
 
     torch.manual_seed(config.seed)  # the initial weights
-    model = build_unet(config.model_size, config.image_size)
+    if config.model == "jit":
+        model = build_jit(config.model_size, config.image_size, config.patch_size, config.bottleneck_dim)
+    else:
+        model = build_unet(config.model_size, config.image_size)
     scheduler = build_scheduler(config, axis_info["axis"])
     optimizer = torch.optim.AdamW(
         model.parameters(),
@@ -278,7 +282,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
         use_ema_warmup=True,
         inv_gamma=config.ema_inv_gamma,
         power=config.ema_power,
-        model_cls=UNet2DModel,
+        model_cls=type(model),
         model_config=model.config,
     )
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
@@ -348,6 +352,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=config.num_workers, pin_memory=device.type == "cuda"
     )
+    alphas_cumprod = scheduler.alphas_cumprod.to(device)  # ᾱ_t; (a_t, b_t) are gathered per batch by `scales_at`
     model.train()
     for x0 in loader:
         step = state.step
@@ -358,11 +363,15 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
         noise = torch.randn(x0.shape, generator=generator, device=device)
         timesteps = torch.randint(0, config.num_train_timesteps, (x0.shape[0],), generator=generator, device=device)
 
-        # Eq. (4): x_t from add_noise, target ε^sq = S_t ε.
-        noisy, target = scheduler.add_noise_and_target(x0, noise, timesteps)
+        # Eq. (4): x_t from add_noise, ε^sq = S_t ε; the loss of the output read as `prediction_type`, taken in
+        # `loss_space` (ε/ε: F.mse_loss against ε^sq, the paper's loss).
+        noisy, eps_sq = scheduler.add_noise_and_target(x0, noise, timesteps)
         with accelerator.autocast():
             prediction = model(noisy, timesteps).sample
-        loss = F.mse_loss(prediction.float(), target.float())
+        a, b = scales_at(alphas_cumprod, timesteps)
+        loss = training_loss(
+            prediction, x0, eps_sq, a, b, config.prediction_type, config.loss_space, config.max_loss_weight
+        )
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()

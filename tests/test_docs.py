@@ -11,7 +11,7 @@ from sdmlib.config import PROJECT_ROOT, seeded_output_dir
 
 DOCUMENTS = sorted(
     [PROJECT_ROOT / "README.md", PROJECT_ROOT / "outputs" / "README.md", *(PROJECT_ROOT / "docs").glob("*.md")]
-    + [*(PROJECT_ROOT / "notebooks").glob("*.py"), *(PROJECT_ROOT / "sdmlib").glob("*.py")]
+    + [*(PROJECT_ROOT / "notebooks").glob("*.py"), *(PROJECT_ROOT / "sdmlib").rglob("*.py")]
     + [*(PROJECT_ROOT / "params").glob("*.yaml"), *(PROJECT_ROOT / "benchmarks").glob("*.py")]
     + [PROJECT_ROOT / "Makefile"]
 )

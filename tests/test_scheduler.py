@@ -254,7 +254,7 @@ def test_squeeze_schedule_values():
         ({"initial_squeeze": "T"}, ValueError, r"initial_squeeze must be one of \('first_step', 't_max'\)"),
         ({"principal_axis": [0.0, 0.0, 0.0]}, ValueError, "principal_axis must have a non-zero norm"),
         ({"principal_axis": [1.0], "variant": "hdm"}, ValueError, "hdm.*at least 2 channels"),
-        ({"prediction_type": "v_prediction"}, NotImplementedError, "epsilon"),
+        ({"prediction_type": "x0"}, ValueError, r"prediction_type must be one of \('epsilon', 'sample', 'v_prediction'\)"),
     ],
 )
 def test_bad_config_is_a_clear_error(kwargs, error, match):

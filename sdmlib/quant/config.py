@@ -1,7 +1,7 @@
 """`QuantConfig`: every setting of one post-training quantization of a trained run, typed and validated once.
 
 The three methods differ in their quantizers, their default calibration set and whether they split shortcuts and
-reconstruct blocks (`../shared/paper/QUANT.md`):
+reconstruct blocks (`docs/quant.md`):
 
 | method     | weights (per output channel)      | activations (per tensor) | calibration | split | reconstruction |
 | ---------- | --------------------------------- | ------------------------ | ----------- | ----- | -------------- |
