@@ -40,7 +40,7 @@
 # settings and their measured results.
 
 # %% tags=["parameters"]
-output_dir = "../outputs/prediction_targets"  # figures, JSON and the image runs; relative to notebooks/
+output_dir = "outputs/prediction_targets"  # results go to <output_dir>/seed<seed>/, relative to the repository root
 seed = 0  # seeds the toy (data, embeddings, noise, weights)
 toy_dims = [2, 64]  # ambient dimensions D of the toy (JiT: up to 512)
 toy_hidden = 32  # hidden units of the toy MLP (JiT: 256); what matters is D relative to it
@@ -62,6 +62,11 @@ jit_patch_size = 4  # JiT model: patch side p, patch dimension 3 p^2 = 48
 jit_bottleneck_dim = 8  # JiT model: low-rank patch embedding 48 → 8 → width (JiT's bottleneck)
 
 # %%
+from sdmlib.config import seeded_output_dir
+
+output_dir = seeded_output_dir(output_dir, seed)  # <output_dir>/seed<seed>/, relative to the repository root
+
+# %%
 import time
 from pathlib import Path
 
@@ -74,8 +79,6 @@ from sdmlib.figures import save_figure
 from sdmlib.io import save_json
 
 start_time = time.perf_counter()
-output_dir = Path(output_dir)
-output_dir.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
 # ## The relations are exact inverses

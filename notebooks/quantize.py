@@ -24,8 +24,8 @@
 # squeezed sampler run through the quantized network from the same noise as the full-precision one.
 #
 # ```bash
-# papermill notebooks/quantize.ipynb out.ipynb -p run_dir outputs/runs/X -p method ptq4dm -p weight_bits 8
-# papermill notebooks/quantize.ipynb out.ipynb -p run_dir outputs/runs/X -p method qdiffusion -p weight_bits 4
+# papermill notebooks/quantize.ipynb outputs/quantize.ipynb -p run_dir outputs/runs/X -p method ptq4dm -p weight_bits 8
+# papermill notebooks/quantize.ipynb outputs/quantize.ipynb -p run_dir outputs/runs/X -p method qdiffusion -p weight_bits 4
 # ```
 #
 # Each setting writes `<output_dir>/<setting>/` (default `<run_dir>/quant/<setting>/`) (quantizer state, metrics.json, sample grids); running the

@@ -38,6 +38,14 @@ def field_docs(class_name: str = "TrainConfig", source_path: Path = CONFIG_SOURC
         if token.type == tokenize.COMMENT:
             comments[token.start[0]] = token.string.lstrip("#").strip()
     tree = ast.parse(source)
+    # A default may name a module constant (`protocol: str = DEFAULT_PROTOCOL`): show the constant's value.
+    constants = {
+        target.id: ast.unparse(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
     body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name).body
     lines = source.splitlines()
     docs, section = [], ""
@@ -48,6 +56,8 @@ def field_docs(class_name: str = "TrainConfig", source_path: Path = CONFIG_SOURC
         if above in comments and lines[above - 1].strip().startswith("#") and not comments[above].startswith("--"):
             section = comments[above]
         default = ast.unparse(node.value) if node.value is not None else ""
+        if isinstance(node.value, ast.Name):
+            default = constants.get(default, default)
         docs.append(
             FieldDoc(node.target.id, ast.unparse(node.annotation), default, comments.get(node.end_lineno, ""), section)
         )
