@@ -744,7 +744,10 @@ def _launch_local(
 
 def _cancel_and_wait(jobs: Sequence[Any], seconds: float = 15.0) -> None:
     """Cancel local jobs (SIGINT, then SIGKILL a second later, by submitit's controller) and wait until they have
-    ended, so that nothing writes into the sweep folder after the sweep has returned."""
+    ended, so that nothing writes into the sweep folder after the sweep has returned. A job whose processes outlive
+    the wait (submitit's controller can end, or hang, without stopping its task) has its whole process tree killed:
+    an orphaned training run would otherwise hold the CPUs or GPUs for hours."""
+    trees = [_process_tree(job) for job in jobs]  # taken before the controllers exit and their tasks are re-parented
     for job in jobs:
         with contextlib.suppress(Exception):
             job.cancel(check=False)
@@ -755,6 +758,27 @@ def _cancel_and_wait(jobs: Sequence[Any], seconds: float = 15.0) -> None:
                 if job.done():
                     break
             time.sleep(0.1)
+    import psutil
+
+    survivors = [process for tree in trees for process in tree if process.is_running()]
+    for process in survivors:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(survivors, timeout=5)
+
+
+def _process_tree(job: Any) -> list:
+    """The processes of a local submitit job: its controller and every descendant (the task and its workers)."""
+    import psutil
+
+    process = getattr(job, "_process", None)
+    if process is None:
+        return []
+    try:
+        controller = psutil.Process(process.pid)
+        return [controller, *controller.children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def _remove_partial_notebooks(runs: Sequence[Run]) -> None:

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -370,12 +371,18 @@ def test_an_interrupted_sweep_leaves_a_true_progress_file_and_no_debris(tmp_path
             time.sleep(0.2)
         progress = json.loads((sweep_dir / "progress.json").read_text())
         assert progress["running"] == 1
+        job_processes = psutil.Process(sweeping.pid).children(recursive=True)  # submitit's controller and its task
+        assert job_processes
         sweeping.send_signal(signal.SIGINT)
         sweeping.wait(timeout=300)
     finally:
         if sweeping.poll() is None:
             sweeping.kill()
     assert sweeping.returncode != 0  # the interruption is not swallowed
+    alive = [p for p in job_processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for process in alive:  # leave nothing running, even when the check below fails
+        process.kill()
+    assert not alive, f"the interrupted sweep left its job running: {[p.cmdline()[:4] for p in alive]}"
     progress = json.loads((sweep_dir / "progress.json").read_text())
     assert (progress["running"], progress["state"]) == (0, "interrupted")
     assert not (sweep_dir / "submitit" / "%j").exists()
