@@ -37,6 +37,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
@@ -743,28 +744,21 @@ def _launch_local(
 
 
 def _cancel_and_wait(jobs: Sequence[Any], seconds: float = 15.0) -> None:
-    """Cancel local jobs (SIGINT, then SIGKILL a second later, by submitit's controller) and wait until they have
-    ended, so that nothing writes into the sweep folder after the sweep has returned. A job whose processes outlive
-    the wait (submitit's controller can end, or hang, without stopping its task) has its whole process tree killed:
-    an orphaned training run would otherwise hold the CPUs or GPUs for hours."""
-    trees = [_process_tree(job) for job in jobs]  # taken before the controllers exit and their tasks are re-parented
-    for job in jobs:
-        with contextlib.suppress(Exception):
-            job.cancel(check=False)
-    deadline = time.monotonic() + seconds
-    for job in jobs:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                if job.done():
-                    break
-            time.sleep(0.1)
+    """Stop local jobs and wait until they have ended, so that nothing writes into the sweep folder after the sweep
+    has returned. SIGINT goes to every process of each job, not only to the process submitit holds: that one is an
+    `sh -c` wrapper that does not pass the signal on, so `job.cancel()` alone left the training task running for
+    hours. The task ends as on Ctrl-C (keeping what it finished); whatever still runs after `seconds` is killed."""
     import psutil
 
-    survivors = [process for tree in trees for process in tree if process.is_running()]
-    for process in survivors:
+    processes = [process for job in jobs for process in _process_tree(job)]
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(signal.SIGINT)
+    _gone, alive = psutil.wait_procs(processes, timeout=seconds)
+    for process in alive:
         with contextlib.suppress(psutil.Error):
             process.kill()
-    psutil.wait_procs(survivors, timeout=5)
+    psutil.wait_procs(alive, timeout=5)
 
 
 def _process_tree(job: Any) -> list:
