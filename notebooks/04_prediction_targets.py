@@ -58,6 +58,7 @@ image_num_inference_steps = 5  # sampling steps of the image runs
 image_pca_components = 8  # dimension of the offline metric's pixel-PCA space
 image_s0_values = [0.0, -0.4]  # squeeze strengths of the image study
 image_models = ["jit-bottleneck"]  # of "unet" (tiny UNet) and "jit-bottleneck"; the full study runs both
+image_seeds = [0]  # training seeds per combination (the tables average them; standard errors need two or more)
 jit_patch_size = 4  # JiT model: patch side p, patch dimension 3 p^2 = 48
 jit_bottleneck_dim = 8  # JiT model: low-rank patch embedding 48 → 8 → width (JiT's bottleneck)
 
@@ -191,7 +192,7 @@ all_models = {
 unknown = sorted(set(image_models) - set(all_models))
 assert not unknown, f"image_models: unknown {unknown}; allowed: {sorted(all_models)}"
 models = {name: all_models[name] for name in image_models}
-runs = prediction_study.image_study_runs(base, models, image_s0_values, output_dir / "04_runs")
+runs = prediction_study.image_study_runs(base, models, image_s0_values, output_dir / "04_runs", seeds=image_seeds)
 image_start = time.perf_counter()
 image_results = prediction_study.run_image_study(runs)
 image_seconds = time.perf_counter() - image_start
@@ -230,8 +231,8 @@ summary = {
     "parameters": {k: globals()[k] for k in (
         "seed", "toy_dims", "toy_hidden", "toy_seeds", "toy_train_steps", "toy_batch_size", "toy_num_samples",
         "toy_min_z", "image_params", "image_size", "image_train_steps", "image_batch_size", "image_num_eval_samples",
-        "image_num_inference_steps", "image_pca_components", "image_s0_values", "image_models", "jit_patch_size",
-        "jit_bottleneck_dim")},
+        "image_num_inference_steps", "image_pca_components", "image_s0_values", "image_models", "image_seeds",
+        "jit_patch_size", "jit_bottleneck_dim")},
     "toy": scores.to_dict(orient="records"),
     "toy_z": {f"{worse}-{score}": table.reset_index().to_dict(orient="records")
               for (worse, score), table in checks.items()},

@@ -30,30 +30,41 @@ class StudyRun:
     prediction_type: str
     loss_space: str
     config: TrainConfig
+    seed: int = 0
 
 
 def image_study_runs(
-    base: TrainConfig, models: Mapping[str, Mapping], s0_values: Sequence[float], output_dir: str | os.PathLike
+    base: TrainConfig,
+    models: Mapping[str, Mapping],
+    s0_values: Sequence[float],
+    output_dir: str | os.PathLike,
+    seeds: Sequence[int] | None = None,
 ) -> list[StudyRun]:
-    """Every run of the study: models × s0 × prediction_type × loss_space, each in its own folder under
-    `output_dir`/runs. Each config is validated here, before anything trains."""
+    """Every run of the study: models × s0 × seeds × prediction_type × loss_space, each in its own folder under
+    `output_dir`/runs (seeds: `base.seed` alone by default). Each config is validated here, before anything
+    trains."""
+    seeds = [base.seed] if seeds is None else list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds!r}")
     runs = []
     for name, settings in models.items():
         for s0 in s0_values:
-            for prediction_type in PREDICTION_TYPES:
-                for loss_space in PREDICTION_TYPES:
-                    folder = Path(output_dir) / "runs" / f"{name}-s0_{s0 + 0.0:g}-{prediction_type}-{loss_space}"
-                    try:
-                        config = base.replace(
-                            **settings,
-                            s0=s0,
-                            prediction_type=prediction_type,
-                            loss_space=loss_space,
-                            output_dir=str(folder),
-                        )
-                    except ValueError as error:
-                        raise ValueError(f"model {name!r}: {error}") from error
-                    runs.append(StudyRun(name, float(s0), prediction_type, loss_space, config))
+            for seed in seeds:
+                for prediction_type in PREDICTION_TYPES:
+                    for loss_space in PREDICTION_TYPES:
+                        label = f"{name}-s0_{s0 + 0.0:g}-seed{seed}-{prediction_type}-{loss_space}"
+                        try:
+                            config = base.replace(
+                                **settings,
+                                s0=s0,
+                                seed=seed,
+                                prediction_type=prediction_type,
+                                loss_space=loss_space,
+                                output_dir=str(Path(output_dir) / "runs" / label),
+                            )
+                        except ValueError as error:
+                            raise ValueError(f"model {name!r}: {error}") from error
+                        runs.append(StudyRun(name, float(s0), prediction_type, loss_space, config, seed))
     return runs
 
 
@@ -70,6 +81,7 @@ def run_image_study(runs: Sequence[StudyRun], progress: bool = False) -> pd.Data
             {
                 "model": run.model,
                 "s0": run.s0,
+                "seed": run.seed,
                 "prediction_type": run.prediction_type,
                 "loss_space": run.loss_space,
                 **{k: v for k, v in result["metrics"].items() if isinstance(v, (int, float))},
@@ -80,9 +92,12 @@ def run_image_study(runs: Sequence[StudyRun], progress: bool = False) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def combination_table(frame: pd.DataFrame, metric: str, **panel) -> pd.DataFrame:
-    """The 3 × 3 table of `metric` (rows: prediction type, columns: loss space), mean over the rows that match
-    `panel` (e.g. model="unet", s0=0.0), so several seeds average."""
+def combination_table(frame: pd.DataFrame, metric: str, aggregate: str = "mean", **panel) -> pd.DataFrame:
+    """The 3 × 3 table of `metric` (rows: prediction type, columns: loss space) over the rows that match `panel`
+    (e.g. model="unet", s0=0.0): their mean (several seeds average), or with `aggregate="sem"` its standard error
+    over them (NaN for a single seed)."""
+    if aggregate not in ("mean", "sem"):
+        raise ValueError(f"aggregate must be 'mean' or 'sem', got {aggregate!r}")
     if metric not in frame:
         raise ValueError(f"metric {metric!r} is not a column of the results table; columns: {sorted(frame.columns)}")
     selected = frame
@@ -90,7 +105,7 @@ def combination_table(frame: pd.DataFrame, metric: str, **panel) -> pd.DataFrame
         if key not in frame:
             raise ValueError(f"{key!r} is not a column of the results table; columns: {sorted(frame.columns)}")
         selected = selected[selected[key] == value]
-    table = selected.pivot_table(index="prediction_type", columns="loss_space", values=metric, aggfunc="mean")
+    table = selected.pivot_table(index="prediction_type", columns="loss_space", values=metric, aggfunc=aggregate)
     return table.reindex(index=list(PREDICTION_TYPES), columns=list(PREDICTION_TYPES))
 
 
@@ -104,7 +119,8 @@ def plot_combination_heatmaps(
     fig, axes = plt.subplots(1, len(tables), figsize=(3.6 * len(tables), 3.3), squeeze=False)
     for i, (ax, table) in enumerate(zip(axes[0], tables)):
         labelled = table.rename(index=lambda k: f"{SHORT[k]}-pred", columns=lambda k: f"{SHORT[k]}-loss")
-        sns.heatmap(labelled, annot=True, fmt=".3g", cmap="viridis_r", vmin=low, vmax=high, ax=ax, cbar=i == len(tables) - 1)
+        sns.heatmap(labelled, annot=True, fmt=".3g", cmap="viridis_r", vmin=low, vmax=high, ax=ax,
+                    cbar=i == len(tables) - 1)
         ax.set_title(titles[i] if titles else ", ".join(f"{k}={v}" for k, v in panels[i].items()), fontsize=9)
         ax.set_xlabel("loss space")
         ax.set_ylabel("prediction" if i == 0 else "")

@@ -194,3 +194,21 @@ def test_heatmap_panel_reads_a_results_table():
     assert len(fig.axes) >= 2
     with pytest.raises(ValueError, match="metric 'fid' is not a column"):
         combination_table(frame, "fid", model="jit")
+    sem = combination_table(frame, "pca_fd", aggregate="sem", model="jit", s0=-0.4)
+    assert sem.loc["sample", "v_prediction"] == pytest.approx(5.0)  # values 5 and 15: std 7.07, / sqrt(2)
+    with pytest.raises(ValueError, match="aggregate must be 'mean' or 'sem'"):
+        combination_table(frame, "pca_fd", aggregate="median")
+
+
+def test_image_study_has_a_seed_axis(tmp_path):
+    from sdmlib.config import TrainConfig
+    from sdmlib.prediction_study import image_study_runs
+
+    base = TrainConfig(dataset="photos", image_size=16, seed=3)
+    runs = image_study_runs(base, {"unet": {}}, [0.0, -0.4], tmp_path, seeds=[0, 1])
+    assert len(runs) == 2 * 2 * 9
+    assert {r.seed for r in runs} == {0, 1} and all(r.config.seed == r.seed for r in runs)
+    assert len({r.config.output_dir for r in runs}) == len(runs)  # no two runs share a folder
+    assert {r.seed for r in image_study_runs(base, {"unet": {}}, [0.0], tmp_path)} == {3}  # default: base.seed
+    with pytest.raises(ValueError, match="seeds must be a non-empty list of distinct integers"):
+        image_study_runs(base, {"unet": {}}, [0.0], tmp_path, seeds=[1, 1])
