@@ -13,25 +13,16 @@ import torch
 from diffusers import DDPMScheduler, SchedulerMixin  # noqa: F401  (SchedulerMixin: see RESQUEEZE_MODES below)
 from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_ddpm import DDPMSchedulerOutput
-from diffusers.utils.torch_utils import randn_tensor
 
-from .prediction import check_prediction_type, convert
-from .scheduler_base import SqueezedSchedulerMixin
-from .squeeze import SCHEDULE_KINDS, VARIANTS, rank_one_update, squeeze_eigenvalues, unit_axis
-
-# The config field `squeeze_schedule` shadows the function's name inside __init__.
-from .squeeze import squeeze_schedule as make_squeeze_schedule
-
-RESQUEEZE_MODES = ("previous", "current")
-CLIP_SPACES = ("whitened", "data")
-INITIAL_SQUEEZES = ("first_step", "t_max")
+from .prediction import convert
+from .squeezed import CLIP_SPACES, INITIAL_SQUEEZES, RESQUEEZE_MODES, SqueezeMixin  # noqa: F401  (re-exported)
 
 # diffusers' pipeline loader finds a component that it does not ship by importing the module named in
 # model_index.json ("sdmlib.scheduler") and looking there for the base class that says how to load it
 # (SchedulerMixin); the import above is what lets DiffusionPipeline.from_pretrained load this scheduler.
 
 
-class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
+class SqueezedDDPMScheduler(SqueezeMixin, DDPMScheduler):
     """DDPM with noise squeezed along the data's principal axis v̂ (eqs. 2–9).
 
     Every argument of `DDPMScheduler` is accepted and means the same; the extra ones, all saved by
@@ -105,60 +96,18 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
             steps_offset=steps_offset,
             rescale_betas_zero_snr=rescale_betas_zero_snr,
         )
-        check_prediction_type("prediction_type", prediction_type)
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        if squeeze_schedule not in SCHEDULE_KINDS:
-            raise ValueError(f"squeeze_schedule must be one of {SCHEDULE_KINDS}, got {squeeze_schedule!r}")
-        if resqueeze not in RESQUEEZE_MODES:
-            raise ValueError(f"resqueeze must be one of {RESQUEEZE_MODES}, got {resqueeze!r}")
-        if clip_space not in CLIP_SPACES:
-            raise ValueError(f"clip_space must be one of {CLIP_SPACES}, got {clip_space!r}")
-        if initial_squeeze not in INITIAL_SQUEEZES:
-            raise ValueError(f"initial_squeeze must be one of {INITIAL_SQUEEZES}, got {initial_squeeze!r}")
-        if principal_axis is None:
-            principal_axis = [1.0, 1.0, 1.0]
-        axis = unit_axis(principal_axis, name="principal_axis")
-        if variant == "hdm" and axis.shape[0] < 2:
-            raise ValueError(f"variant='hdm' needs at least 2 channels, got principal_axis of length {axis.shape[0]}")
-
-        # s(t) for every training timestep, float64 on the host; `strengths` is a plain list so that reading one
-        # value in the sampling loop never touches a device.
-        self.squeeze_strengths = make_squeeze_schedule(s0, self.betas, squeeze_schedule)
-        self._strengths = self.squeeze_strengths.tolist()
-        self.principal_axis = axis
-        self._on_device: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
-        # The config keeps what was given; record the normalised axis and s0 as a float so the JSON is canonical.
-        self.register_to_config(s0=float(s0), principal_axis=axis.tolist())
+        self._setup_squeeze(
+            prediction_type=prediction_type,
+            s0=s0,
+            variant=variant,
+            squeeze_schedule=squeeze_schedule,
+            principal_axis=principal_axis,
+            resqueeze=resqueeze,
+            clip_space=clip_space,
+            initial_squeeze=initial_squeeze,
+        )
 
     # -- helpers -----------------------------------------------------------------------------------------------
-
-    def _on(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """v̂, and per timestep the rank-1 coefficient λ∥ − λ⊥ and the scale λ⊥ of S_t, on `device` in `dtype`.
-
-        Computed in float64 once per (device, dtype) and cached, like the parent caches `alphas_cumprod`, so that
-        squeezing a batch in the training loop is a gather and two passes over the data.
-        """
-        key = (device, dtype)
-        if key not in self._on_device:
-            lam = squeeze_eigenvalues(self.squeeze_strengths, len(self.principal_axis), self.config.variant)
-            self._on_device[key] = tuple(
-                t.to(device=device, dtype=dtype)
-                for t in (self.principal_axis, lam.parallel - lam.perpendicular, lam.perpendicular)
-            )
-        return self._on_device[key]
-
-    def strength_at(self, timestep: int | torch.Tensor) -> float:
-        """s(t) at one timestep, as a host float.
-
-        Past the last step (t < 0, the paper's S_0 in eq. 7) the schedule is read at β = 0: the identity under the
-        linear schedule, so the sampler ends in data space; S(s0) under the constant one, where the whitened chain's
-        clean signal is S(s0)⁻¹x_0 and must be mapped back by S(s0).
-        """
-        index = int(timestep)
-        if index >= 0:
-            return self._strengths[index]
-        return 0.0 if self.config.squeeze_schedule == "linear" else float(self.config.s0)
 
     def _x0_coefficient(self, timestep: int) -> float:
         """The weight of x̂_0 in the DDPM posterior mean over the stride t → t′: √ᾱ_{t′} β / (1 − ᾱ_t), with
@@ -169,79 +118,7 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
         alpha_bar_prev = float(self.alphas_cumprod[previous]) if previous >= 0 else 1.0
         return alpha_bar_prev**0.5 * (1 - alpha_bar / alpha_bar_prev) / (1 - alpha_bar)
 
-    def _check_channels(self, x: torch.Tensor) -> None:
-        n = len(self.principal_axis)
-        if x.ndim < 2 or x.shape[1] != n:
-            raise ValueError(
-                f"principal_axis has length {n} but the data has n={x.shape[1] if x.ndim > 1 else None} channels "
-                f"(shape {tuple(x.shape)}); they must match"
-            )
-
-    def _squeeze(self, x: torch.Tensor, s: float, inverse: bool = False) -> torch.Tensor:
-        """S(s) x (or S(s)⁻¹ x) for one host-float strength s, as in every sampling step."""
-        self._check_channels(x)
-        axis, _, _ = self._on(x.device, x.dtype)
-        lam = squeeze_eigenvalues(-s if inverse else s, len(axis), self.config.variant)  # eq. (11): S⁻¹ = S(−s)
-        parallel, perpendicular = float(lam.parallel), float(lam.perpendicular)
-        return rank_one_update(x, axis, parallel - perpendicular, perpendicular)
-
-    # -- training: eqs. (3)–(4) --------------------------------------------------------------------------------
-
-    def squeeze_noise(self, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """Eq. (4)'s target ε^sq = S_t ε, with S_t at each sample's own timestep. noise: (B, n, H, W)."""
-        self._check_channels(noise)
-        axis, coefficient, scale = self._on(noise.device, noise.dtype)
-        timesteps = timesteps.to(noise.device)
-        per_sample = (-1,) + (1,) * (noise.ndim - 1) if timesteps.ndim == 1 else ()  # (B, 1, 1, 1)
-        return rank_one_update(
-            noise,
-            axis,
-            coefficient[timesteps].view(per_sample),
-            1.0 if self.config.variant == "sdm" else scale[timesteps].view(per_sample),
-        )
-
-    def add_noise(
-        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor
-    ) -> torch.Tensor:
-        """x_t = √ᾱ_t x_0 + √(1−ᾱ_t) S_t ε, S_t at each sample's own t (diffusers' contract: returns x_t only).
-
-        This is the marginal the authors' code trains on; eq. (3)'s exact marginal has covariance Σ_t instead
-        of (1−ᾱ_t) S_t², and the derivation notebook `01_forward_marginal` measures how far apart they are.
-        """
-        return super().add_noise(original_samples, self.squeeze_noise(noise, timesteps), timesteps)
-
-    def add_noise_and_target(
-        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x_t, ε^sq) of eq. (4) together: `add_noise` and `squeeze_noise` with the squeeze computed once."""
-        target = self.squeeze_noise(noise, timesteps)
-        return super().add_noise(original_samples, target, timesteps), target
-
-    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
-        """diffusers' v-target for the squeezed marginal: v^sq = a_t S_t ε − b_t x_0 (`sdmlib.prediction.velocity`).
-
-        `noise` is the unsqueezed ε passed to `add_noise`, as in the parent's contract; at s0 = 0 this is the parent's.
-        """
-        return super().get_velocity(sample, self.squeeze_noise(noise, timesteps), timesteps)
-
-    # -- sampling: eqs. (5)–(7) --------------------------------------------------------------------------------
-
-    def initial_noise(
-        self,
-        shape: tuple[int, ...],
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> torch.Tensor:
-        """S_T ε, the squeezed starting point of sampling: S_T at the first timestep of the current schedule, or at
-        the last training timestep T − 1 with `initial_squeeze="t_max"` (the authors' code).
-
-        ε is drawn exactly as diffusers' `DDPMPipeline` draws its starting noise, so with s0 = 0 the two agree.
-        """
-        device = torch.device(device) if device is not None else None
-        noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        first = self.config.num_train_timesteps - 1 if self.config.initial_squeeze == "t_max" else self.timesteps[0]
-        return self._squeeze(noise, self.strength_at(first))
+    # -- sampling: eqs. (5)–(7); the squeeze helpers, the forward process and initial_noise are SqueezeMixin's
 
     def step(
         self,
@@ -272,19 +149,18 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
         clipped, in the images' box; at s(t) = 0 the two boxes coincide and the step is the parent's, bit for bit.
         """
         t = timestep
-        s_t = self.strength_at(t)
-        s_next = s_t if self.config.resqueeze == "current" else self.strength_at(self.previous_timestep(t))
+        t_next = t if self.config.resqueeze == "current" else self.previous_timestep(t)  # whose squeeze re-squeezes
 
         # 1. Eq. (5): whiten the state and the prediction, x̃_t = S_t⁻¹ x_t and S_t⁻¹ of ε̂^sq, x̂_0 or v̂^sq: these are
         #    the whitened chain's own ε, x̃_0 and ṽ (x̃_t = a_t x̃_0 + b_t ε), since every relation of
         #    `sdmlib.prediction` is linear with scalar coefficients. So the parent handles each prediction type.
         n = sample.shape[1]
-        sample_white = self._squeeze(sample, s_t, inverse=True)
+        sample_white = self._squeeze_at(sample, t, inverse=True)
         if model_output.shape[1] == 2 * n and self.variance_type in ("learned", "learned_range"):
             prediction, predicted_variance = model_output.split(n, dim=1)
-            prediction_white = torch.cat([self._squeeze(prediction, s_t, inverse=True), predicted_variance], dim=1)
+            prediction_white = torch.cat([self._squeeze_at(prediction, t, inverse=True), predicted_variance], dim=1)
         else:
-            prediction_white = self._squeeze(model_output, s_t, inverse=True)
+            prediction_white = self._squeeze_at(model_output, t, inverse=True)
 
         # 2. Eq. (6): the DDPM posterior step of Ho et al. in whitened coordinates, the parent's own code (which
         #    converts an x̂_0 or v̂ prediction to x̃_0 with the same relations as `sdmlib.prediction`).
@@ -293,21 +169,21 @@ class SqueezedDDPMScheduler(SqueezedSchedulerMixin, DDPMScheduler):
 
         # 2b. Clipping in the images' box: the posterior mean of eq. (6) is c0 x̂_0 + c_t x̃_t, linear in x̂_0, so
         #     clipping x̂_0 = S_t x̂_0^white in data space and swapping it in changes x̃_{t−1} by c0 (new − old).
-        if self.config.clip_sample and not self.config.thresholding and self.config.clip_space == "data" and s_t != 0:
+        if self.config.clip_sample and not self.config.thresholding and self.config.clip_space == "data" and not self.is_identity_at(t):
             alpha_bar_t = float(self.alphas_cumprod[int(t)])
             a_t, b_t = alpha_bar_t**0.5, (1 - alpha_bar_t) ** 0.5
             unclipped = convert(prediction_white[:, :n], self.config.prediction_type, "sample", sample_white, a_t, b_t)
             bound = self.config.clip_sample_range
-            clipped = self._squeeze(self._squeeze(unclipped, s_t).clamp(-bound, bound), s_t, inverse=True)
+            clipped = self._squeeze_at(self._squeeze_at(unclipped, t).clamp(-bound, bound), t, inverse=True)
             prev_white = prev_white + self._x0_coefficient(t) * (clipped - x0_white)
             x0_white = clipped
 
         # 3. Eq. (7): re-squeeze, x_{t−1}^sq = S_{t−1} x̃_{t−1} (S_t with resqueeze="current"). After the last step
         #    S_{t−1} = S_0: the identity under the linear schedule, so the sampler ends in data space.
-        prev_sample = self._squeeze(prev_white, s_next)
+        prev_sample = self._squeeze_at(prev_white, t_next)
 
         # 4. The whitened chain's clean signal is S_t⁻¹ x_0 (from x̃_t = √ᾱ_t S_t⁻¹ x_0 + √(1−ᾱ_t) ε): map back.
-        pred_original_sample = self._squeeze(x0_white, s_t)
+        pred_original_sample = self._squeeze_at(x0_white, t)
 
         if not return_dict:
             return (prev_sample, pred_original_sample)
