@@ -44,7 +44,7 @@ from torchvision.utils import make_grid
 
 from sdmlib.config import TrainConfig
 from sdmlib.data import build_dataset
-from sdmlib.evaluate import evaluate_run
+from sdmlib.evaluate import evaluate_run, evaluation_dir
 from sdmlib.train import principal_axis_for, train
 
 _names_before_parameters = set(globals())
@@ -86,6 +86,8 @@ ema_power = 0.75
 mixed_precision = "auto"  # auto: fp16 on CUDA, fp32 on CPU | no | fp16 | bf16
 num_workers = 4  # DataLoader workers
 num_inference_steps = 50  # sampling steps
+sampler = "ddpm"  # ddpm (the paper's) | ddim | exact | exact_ddim (sdmlib.samplers); the run trains the same
+eta = -1.0  # η of ddim / exact: 0 deterministic, 1 ancestral; -1: the sampler's own
 num_eval_samples = 10000  # FID-10K
 eval_batch_size = 500
 metrics = ["fid", "isc", "prc", "pca_fd", "pca_prc"]  # FID, IS, precision/recall (k 3); pixel-PCA FD and P/R offline
@@ -142,6 +144,6 @@ print(json.dumps(json.loads((run_dir / "training.json").read_text()), indent=2))
 
 # %%
 result = evaluate_run(config)
-display(Image(filename=str(run_dir / "samples_grid.png")))
+display(Image(filename=str(evaluation_dir(config) / "samples_grid.png")))
 print(json.dumps(result["metrics"], indent=2))
 print(f"sampling: {result['sampling']['images_per_second']} images/s on {result['sampling']['device']}")

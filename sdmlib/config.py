@@ -31,6 +31,7 @@ from .data import DATASETS
 from .jit import check_patching
 from .metrics import METRICS as METRIC_NAMES
 from .prediction import PREDICTION_TYPES
+from .samplers import check_sampling
 from .scheduler import INITIAL_SQUEEZES, RESQUEEZE_MODES
 from .squeeze import SCHEDULE_KINDS, VARIANTS
 
@@ -176,6 +177,8 @@ class TrainConfig(TypedConfig):
     num_workers: int = 4  # DataLoader workers
     # sampling and evaluation
     num_inference_steps: int = 50  # sampling steps (the paper: 50)
+    sampler: str = "ddpm"  # one of sdmlib.samplers.SAMPLER_NAMES: ddpm (the paper's) | ddim | exact | exact_ddim
+    eta: float = -1.0  # DDIM-style η of samplers that take one; -1 = the sampler's own (ddim 0, exact 1)
     num_eval_samples: int = 10000  # FID-10K
     eval_batch_size: int = 500  # images per sampling batch and per metric-extraction batch
     metrics: tuple[str, ...] = ("fid", "isc", "prc", "pca_fd", "pca_prc")  # a list, any of METRIC_NAMES
@@ -257,6 +260,7 @@ class TrainConfig(TypedConfig):
                 f"num_inference_steps must be at most num_train_timesteps={self.num_train_timesteps}, "
                 f"got {self.num_inference_steps}"
             )
+        check_sampling(self.sampler, self.num_inference_steps, self.eta, self.num_train_timesteps)
         for name in ("learning_rate", "adam_epsilon", "grad_clip", "ema_inv_gamma", "ema_power"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):

@@ -3,6 +3,12 @@
 Everything is written into the run folder and is resumable: generated images are stored in chunks (one safetensors
 file per sampling batch, written atomically), so an interrupted evaluation continues where it stopped, and a run
 whose metrics.json matches its evaluation parameters is not evaluated again.
+
+One trained run, many samplers: the paper's sampler (`sampler="ddpm"`) writes into the run folder itself, as it
+always has; any other sampler (`sdmlib.samplers`: ddim, exact, exact_ddim, any η) writes its grid, samples and
+metrics.json into `evaluations/<sampler>-steps<N>[-eta<η>]/` inside it (`evaluation_dir`), so evaluations never
+overwrite one another and a re-run skips the finished ones. `separate=True` puts a ddpm evaluation there too
+(`evaluations/ddpm-steps<N>`), which a sweep with evaluation axes does so that its points never share a folder.
 """
 
 from __future__ import annotations
@@ -23,9 +29,12 @@ from .data import build_dataset, dataset_fingerprint
 from .io import save_json, save_safetensors, write_atomically
 from .metrics import PixelPCA, compute_metrics, images_to_uint8
 from .pipeline import SqueezedDDPMPipeline
+from .samplers import build_scheduler, evaluation_label, step_kwargs
 from .train import cache_dir, is_trained, seeded_generator
 
 EVALUATION_KEYS = (
+    "sampler",
+    "eta",
     "num_inference_steps",
     "num_eval_samples",
     "metrics",
@@ -56,6 +65,31 @@ def check_prediction_type_matches(pipeline: SqueezedDDPMPipeline, config: TrainC
         )
 
 
+def evaluation_dir(config: TrainConfig, separate: bool = False) -> Path:
+    """Where an evaluation's grid, samples and metrics.json go: the run folder for the paper's sampler (unless
+    `separate`), `evaluations/<label>` inside it for every other (`sdmlib.samplers.evaluation_label`)."""
+    if config.sampler == "ddpm" and not separate:
+        return config.run_dir
+    return config.run_dir / "evaluations" / evaluation_label(config.sampler, config.num_inference_steps, config.eta)
+
+
+def evaluation_parameters(config: TrainConfig) -> dict:
+    """The parameters an evaluation's results depend on, as metrics.json records them; sampler and η only when not
+    the paper's sampler, so that runs evaluated before samplers existed still match and are not evaluated again."""
+    values = {k: config.to_dict()[k] for k in EVALUATION_KEYS}
+    if config.sampler == "ddpm":
+        del values["sampler"], values["eta"]
+    return values
+
+
+def with_sampler(pipeline: SqueezedDDPMPipeline, config: TrainConfig) -> SqueezedDDPMPipeline:
+    """The run's pipeline with the scheduler of `config.sampler`, built from the run's own scheduler config (its
+    squeeze, forward process and prediction type), as `Scheduler.from_config(pipe.scheduler.config)` does."""
+    if config.sampler != "ddpm":
+        pipeline.scheduler = build_scheduler(config.sampler, pipeline.scheduler.config)
+    return pipeline
+
+
 def sample_grid(pipeline: SqueezedDDPMPipeline, config: TrainConfig, path: Path) -> Path:
     """The grid of `num_grid_samples` images from fixed noise (CPU generator: the same noise on every machine)."""
     generator = torch.Generator().manual_seed(config.grid_seed)
@@ -64,6 +98,7 @@ def sample_grid(pipeline: SqueezedDDPMPipeline, config: TrainConfig, path: Path)
         generator=generator,
         num_inference_steps=config.num_inference_steps,
         output_type="pil",
+        **step_kwargs(config.sampler, config.eta),
     ).images
     columns = max(1, int(round(config.num_grid_samples**0.5)))
     while config.num_grid_samples % columns:
@@ -91,7 +126,11 @@ def generate_samples(
             generator = seeded_generator(config.seed, 3, index, device=device)
             start = time.perf_counter()
             images = pipeline(
-                batch_size=size, generator=generator, num_inference_steps=config.num_inference_steps, output_type="pt"
+                batch_size=size,
+                generator=generator,
+                num_inference_steps=config.num_inference_steps,
+                output_type="pt",
+                **step_kwargs(config.sampler, config.eta),
             ).images
             images = images_to_uint8(images * 2 - 1).cpu()  # [0, 1] → [−1, 1] → uint8; one transfer per batch
             seconds += time.perf_counter() - start
@@ -135,13 +174,16 @@ def versions() -> dict[str, str]:
     }
 
 
-def evaluate_run(config: TrainConfig, *, progress: bool = True) -> dict:
-    """Grid, samples and metrics for a trained run; returns (and writes) the content of metrics.json."""
+def evaluate_run(config: TrainConfig, *, progress: bool = True, separate: bool = False) -> dict:
+    """Grid, samples and metrics for a trained run with `config.sampler`; returns (and writes) the content of
+    metrics.json in `evaluation_dir(config, separate)`."""
     run_dir = config.run_dir
     if not is_trained(run_dir):
         raise RuntimeError(f"{run_dir} holds no finished training run; train it first (sdmlib.train.train)")
-    evaluation = {k: config.to_dict()[k] for k in EVALUATION_KEYS}
-    metrics_path = run_dir / "metrics.json"
+    evaluation = evaluation_parameters(config)
+    out_dir = evaluation_dir(config, separate)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = out_dir / "metrics.json"
     if metrics_path.exists():
         recorded = json.loads(metrics_path.read_text())
         if recorded.get("evaluation") == evaluation:
@@ -152,8 +194,9 @@ def evaluate_run(config: TrainConfig, *, progress: bool = True) -> dict:
     device = _device()
     pipeline = load_pipeline(run_dir, device)
     check_prediction_type_matches(pipeline, config)
-    sample_grid(pipeline, config, run_dir / "samples_grid.png")
-    samples, sampling_seconds = generate_samples(pipeline, config, run_dir / "samples", progress)
+    pipeline = with_sampler(pipeline, config)
+    sample_grid(pipeline, config, out_dir / "samples_grid.png")
+    samples, sampling_seconds = generate_samples(pipeline, config, out_dir / "samples", progress)
 
     real = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
     key = dataset_fingerprint(config.dataset, config.data_dir, config.image_size)
@@ -187,6 +230,9 @@ def evaluate_run(config: TrainConfig, *, progress: bool = True) -> dict:
             "seconds": sampling_seconds,
             "images_per_second": (len(samples) / sampling_seconds) if sampling_seconds else None,
             "num_inference_steps": config.num_inference_steps,
+            "sampler": config.sampler,
+            "scheduler": type(pipeline.scheduler).__name__,
+            "step_kwargs": step_kwargs(config.sampler, config.eta),
         },
         "wall_seconds": {"training": training["train_seconds"], "evaluation": time.perf_counter() - start},
         "versions": versions(),

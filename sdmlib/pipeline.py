@@ -16,6 +16,7 @@ coordinates, silently).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -67,12 +68,30 @@ class SqueezedDDPMPipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         progress: bool = False,
+        eta: float | None = None,
+        timesteps: list[int] | None = None,
     ):
         """Generate `batch_size` images. output_type: "pil", "np" (float in [0, 1], (B, H, W, C)), or "pt" (float
-        in [0, 1], (B, C, H, W)). The same generator seed gives the same images for every s0 up to the squeeze."""
+        in [0, 1], (B, C, H, W)). The same generator seed gives the same images for every s0 up to the squeeze.
+
+        eta: passed to the scheduler's step where it takes one (DDIM, the exact samplers); None: the step's own
+        default. timesteps: a custom decreasing list of timesteps, in place of `num_inference_steps` even ones.
+        """
         one_of("output_type", output_type, ("pil", "np", "pt"))
         integer_in("batch_size", batch_size, 1)
-        integer_in("num_inference_steps", num_inference_steps, 1, self.scheduler.config.num_train_timesteps)
+        step_kwargs = {}
+        if eta is not None:
+            if "eta" not in inspect.signature(self.scheduler.step).parameters:
+                raise ValueError(
+                    f"eta={eta!r} was given, but {type(self.scheduler).__name__}.step takes no eta; leave it None or "
+                    f"use a scheduler with one (sdmlib.samplers: ddim, exact)"
+                )
+            step_kwargs["eta"] = eta
+        if timesteps is not None:
+            self.scheduler.set_timesteps(timesteps=list(timesteps))
+        else:
+            integer_in("num_inference_steps", num_inference_steps, 1, self.scheduler.config.num_train_timesteps)
+            self.scheduler.set_timesteps(num_inference_steps)
         if isinstance(generator, list) and len(generator) != batch_size:
             raise ValueError(
                 f"generator must be one generator or a list of batch_size={batch_size}, got {len(generator)}"
@@ -80,13 +99,12 @@ class SqueezedDDPMPipeline(DiffusionPipeline):
         size = self.unet.config.sample_size
         size = (size, size) if isinstance(size, int) else tuple(size)
         shape = (batch_size, self.unet.config.in_channels, *size)
-        self.scheduler.set_timesteps(num_inference_steps)
         # Noise is drawn on the generator's device (CPU for a CPU generator) and moved, as diffusers does, so a
         # seed means the same images on every machine.
         image = self.scheduler.initial_noise(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
         for t in tqdm(self.scheduler.timesteps, desc="sampling", disable=not progress, leave=False):
             model_output = self.unet(image, t).sample
-            image = self.scheduler.step(model_output, t, image, generator=generator).prev_sample
+            image = self.scheduler.step(model_output, t, image, generator=generator, **step_kwargs).prev_sample
         image = (image / 2 + 0.5).clamp(0, 1)
         if output_type == "pt":
             images = image.float()

@@ -52,6 +52,8 @@ from .io import save_json, save_text
 EXECUTORS = ("local", "slurm", "debug")
 RUNNERS = ("notebook", "python")
 GRID_AXES = ("dataset", "variant", "s0", "seed", "prediction_type", "loss_space", "model")
+# Evaluation axes: every point is an evaluation of the same trained run (sdmlib.samplers), not a run of its own.
+EVALUATION_AXES = ("sampler", "num_inference_steps", "eta")
 TRAIN_NOTEBOOK = PROJECT_ROOT / "notebooks" / "train.ipynb"
 
 # The results table's columns, in order; a row may carry more (a metric added later), appended after these.
@@ -69,6 +71,10 @@ RESULT_COLUMNS = (
     "prc_num_real",
     "model_size",
     "train_steps",
+    "sampler",  # the sampler of the evaluation (sdmlib.samplers), its steps and its η (-1: the sampler's own)
+    "num_inference_steps",
+    "eta",
+    "evaluation",  # "" for the run's own evaluation, else the evaluations/<label> folder of an evaluation axis point
     "num_eval_samples",
     "fid",
     "isc_mean",
@@ -120,6 +126,10 @@ class SweepGrid(TypedConfig):
     prediction_type: tuple[str, ...] = ("epsilon",)  # what the network outputs (sdmlib.prediction)
     loss_space: tuple[str, ...] = ("epsilon",)  # where the loss is taken
     model: tuple[str, ...] = ("unet",)  # unet | jit (its patch_size and bottleneck_dim go in overrides)
+    # evaluation axes: each trained run is evaluated at every point (sdmlib.samplers), trained once
+    sampler: tuple[str, ...] = ("ddpm",)  # ddpm | ddim | exact | exact_ddim
+    num_inference_steps: tuple[int, ...] = ()  # empty: the base config's (overrides may set it then)
+    eta: tuple[float, ...] = (-1.0,)  # -1: each sampler's own; other values apply to the samplers that take one
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> SweepGrid:
@@ -140,7 +150,16 @@ class SweepGrid(TypedConfig):
                 raise ValueError(f"{axis} must list at least one value, got {list(values)!r}")
             if len(set(values)) != len(values):
                 raise ValueError(f"{axis} lists a value twice: {list(values)!r}")
-        clashing = sorted(set(self.overrides) & {*GRID_AXES, "output_dir"})
+        for axis in EVALUATION_AXES:
+            values = getattr(self, axis)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{axis} lists a value twice: {list(values)!r}")
+        if not self.sampler or not self.eta:
+            raise ValueError(f"sampler and eta must each list a value, got {list(self.sampler)}, {list(self.eta)}")
+        axes = {*GRID_AXES, "sampler", "eta", "output_dir"}
+        if self.num_inference_steps:
+            axes.add("num_inference_steps")
+        clashing = sorted(set(self.overrides) & axes)
         if clashing:
             raise ValueError(
                 f"overrides must not set {clashing}: the grid axes are set per run and output_dir by the sweep"
@@ -204,8 +223,36 @@ def _for_config(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Run:
+    """One training run of a grid. `evaluations`: the points of the grid's evaluation axes, each a config of the same
+    training run with its own sampler settings, evaluated into `evaluations/<label>` and recorded as row
+    `<run_id>@<label>`; empty when the grid has none (the run's own evaluation is then its only row)."""
+
     run_id: str
     config: TrainConfig
+    evaluations: tuple[TrainConfig, ...] = ()
+
+
+def evaluation_id(run_id: str, config: TrainConfig) -> str:
+    """The results-table row of one evaluation point of a run."""
+    from .samplers import evaluation_label
+
+    return f"{run_id}@{evaluation_label(config.sampler, config.num_inference_steps, config.eta)}"
+
+
+def evaluation_points(grid: SweepGrid, config: TrainConfig) -> tuple[TrainConfig, ...]:
+    """The configs of the grid's evaluation axes for one trained run; () when the axes hold only the run's own
+    evaluation (ddpm at the base's steps). An η other than −1 is combined only with samplers that take one."""
+    from .samplers import get_sampler
+
+    steps = grid.num_inference_steps or (config.num_inference_steps,)
+    points: dict[tuple, TrainConfig] = {}
+    for sampler, num_inference_steps, eta in itertools.product(grid.sampler, steps, grid.eta):
+        if eta != -1 and not get_sampler(sampler).eta_settable:
+            continue
+        point = config.replace(sampler=sampler, num_inference_steps=num_inference_steps, eta=eta)
+        points.setdefault((sampler, num_inference_steps, point.eta), point)
+    own = (config.sampler, config.num_inference_steps, config.eta)
+    return () if list(points) == [own] else tuple(points.values())
 
 
 def grid_runs(grid: SweepGrid, sweep_dir: str | os.PathLike) -> list[Run]:
@@ -236,7 +283,11 @@ def grid_runs(grid: SweepGrid, sweep_dir: str | os.PathLike) -> list[Run]:
                 )
             except ValueError as error:
                 raise ValueError(f"grid {grid.name!r}, run {name}: {error}") from error
-            runs[name] = Run(name, config)
+            try:
+                evaluations = evaluation_points(grid, config)
+            except ValueError as error:
+                raise ValueError(f"grid {grid.name!r}, run {name}: {error}") from error
+            runs[name] = Run(name, config, evaluations)
     return list(runs.values())
 
 
@@ -314,7 +365,7 @@ def read_results(sweep_dir: str | os.PathLike):
             f"-p output_dir {sweep_dir})"
         )
     text_columns = ("run_id", "status", "dataset", "variant", "model_size", "error", "grid", "unavailable")
-    text_columns += ("protocol", "resqueeze", "clip_box", "initial_squeeze")
+    text_columns += ("protocol", "resqueeze", "clip_box", "initial_squeeze", "sampler", "evaluation")
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={c: str for c in text_columns})
     for column in text_columns:
         if column in frame:
@@ -327,9 +378,15 @@ def read_results(sweep_dir: str | os.PathLike):
 
 
 def run_one(
-    parameters: Mapping[str, Any], sweep_dir: str, runner: str = "notebook", grid_name: str = ""
+    parameters: Mapping[str, Any],
+    sweep_dir: str,
+    runner: str = "notebook",
+    grid_name: str = "",
+    evaluations: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Train, sample and evaluate one run (resuming it if interrupted) and record its row; returns the row.
+    """Train, sample and evaluate one run (resuming it if interrupted) and record its row; returns the row. Then
+    evaluate the same trained run at each point of `evaluations` (configs as mappings: the grid's evaluation axes),
+    each into its own `evaluations/<label>` folder and its own row `<run_id>@<label>`; finished ones are skipped.
 
     An exception of the run is recorded as a failed row (its traceback in the run folder's error.log) and not
     raised: the sweep goes on with the other runs. `parameters`: the run's TrainConfig as a mapping (a plain dict
@@ -348,6 +405,7 @@ def run_one(
         **{k: getattr(config, k) for k in ("resqueeze", "clip_box", "initial_squeeze", "prc_num_real")},
         "protocol": config.protocol_label,
         **{k: getattr(config, k) for k in DEFAULT_TARGETS},
+        **{k: getattr(config, k) for k in EVALUATION_AXES},
         "num_eval_samples": config.num_eval_samples,
         "run_dir": _relative(config.run_dir, sweep_dir),
         "attempt": int(previous.get("attempt") or 0) + 1,
@@ -377,7 +435,39 @@ def run_one(
     if (config.run_dir / "train.ipynb").exists():
         row["notebook"] = _relative(config.run_dir / "train.ipynb", sweep_dir)
     table.record(row)
+    if row["status"] == "finished":
+        for point in evaluations:
+            _evaluate_point(TrainConfig.from_mapping(point), row, sweep_dir, table)
     return row
+
+
+def _evaluate_point(config: TrainConfig, run_row: Mapping[str, Any], sweep_dir: Path, table: ResultsTable) -> None:
+    """One evaluation point of a trained run, recorded as its own row (failed, with the error, if it fails)."""
+    from .evaluate import evaluate_run, evaluation_dir
+
+    name = evaluation_id(run_row["run_id"], config)
+    label = _relative(evaluation_dir(config, separate=True), config.run_dir)
+    previous = table.by_run_id().get(name, {})
+    row: dict[str, Any] = {
+        **{k: v for k, v in run_row.items() if k not in ("notebook", "error", "error_log")},
+        "run_id": name,
+        "sampler": config.sampler,
+        "num_inference_steps": config.num_inference_steps,
+        "eta": config.eta,
+        "evaluation": label,
+        "attempt": int(previous.get("attempt") or 0) + 1,
+    }
+    start = time.perf_counter()
+    try:
+        evaluate_run(config, progress=False, separate=True)
+        row.update(_finished_fields(config, sweep_dir, separate=True))
+        row["status"] = "finished"
+    except Exception as error:  # noqa: BLE001 (recorded like a failed run; the other points go on)
+        log = save_text(evaluation_dir(config, separate=True) / "error.log", traceback.format_exc())
+        row.update(status="failed", error=describe_error(error), error_log=_relative(log, sweep_dir))
+    row["wall_seconds"] = time.perf_counter() - start
+    row["finished_at"] = _now()
+    table.record(row)
 
 
 # papermill rewrites its output notebook after every cell, truncating it first: a run interrupted there would leave
@@ -416,8 +506,11 @@ def _keep_notebook(partial: Path, target: Path) -> None:
         os.replace(partial, target)
 
 
-def _finished_fields(config: TrainConfig, sweep_dir: Path) -> dict[str, Any]:
-    result = json.loads((config.run_dir / "metrics.json").read_text())
+def _finished_fields(config: TrainConfig, sweep_dir: Path, separate: bool = False) -> dict[str, Any]:
+    from .evaluate import evaluation_dir
+
+    folder = evaluation_dir(config, separate)
+    result = json.loads((folder / "metrics.json").read_text())
     metrics = result["metrics"]
     return {
         **{k: metrics.get(k) for k in METRIC_COLUMNS},
@@ -426,8 +519,8 @@ def _finished_fields(config: TrainConfig, sweep_dir: Path) -> dict[str, Any]:
         "evaluation_seconds": result["wall_seconds"]["evaluation"],
         "sampling_images_per_second": result["sampling"]["images_per_second"],
         "device": result["sampling"]["device"],
-        "samples_grid": _relative(config.run_dir / "samples_grid.png", sweep_dir),
-        "metrics_json": _relative(config.run_dir / "metrics.json", sweep_dir),
+        "samples_grid": _relative(folder / "samples_grid.png", sweep_dir),
+        "metrics_json": _relative(folder / "metrics.json", sweep_dir),
     }
 
 
@@ -456,16 +549,27 @@ def _relative(path: Path, start: Path) -> str:
 STATES = ("finished", "failed", "interrupted", "pending")
 
 
-def run_state(run: Run, row: Mapping[str, str] | None) -> str:
-    """finished (row says so and metrics.json exists) | failed (last attempt) | interrupted (started: a config or a
-    checkpoint in its folder) | pending."""
-    if row and row.get("status") == "finished" and (run.config.run_dir / "metrics.json").exists():
-        return "finished"
+def run_state(run: Run, row: Mapping[str, str] | None, recorded: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """finished (row says so and metrics.json exists, and so for every evaluation point, whose rows `recorded`
+    holds) | failed (last attempt) | interrupted (started: a config or a checkpoint in its folder) | pending."""
+    from .evaluate import evaluation_dir
+
+    if row and row.get("status") == "finished" and (evaluation_dir(run.config) / "metrics.json").exists():
+        if all(_point_finished(run, point, recorded or {}) for point in run.evaluations):
+            return "finished"
+        return "interrupted"
     if row and row.get("status") == "failed":
         return "failed"
     if (run.config.run_dir / "config.json").exists():
         return "interrupted"
     return "pending"
+
+
+def _point_finished(run: Run, point: TrainConfig, recorded: Mapping[str, Mapping[str, str]]) -> bool:
+    from .evaluate import evaluation_dir
+
+    row = recorded.get(evaluation_id(run.run_id, point), {})
+    return row.get("status") == "finished" and (evaluation_dir(point, separate=True) / "metrics.json").exists()
 
 
 def sweep_status(runs: Sequence[Run], sweep_dir: str | os.PathLike):
@@ -479,7 +583,7 @@ def sweep_status(runs: Sequence[Run], sweep_dir: str | os.PathLike):
         rows.append(
             {
                 "run_id": run.run_id,
-                "state": run_state(run, row or None),
+                "state": run_state(run, row or None, recorded),
                 **{k: getattr(run.config, k) for k in GRID_AXES},
                 "attempt": int(row.get("attempt") or 0),
                 "wall_seconds": float(row["wall_seconds"]) if row.get("wall_seconds") else math.nan,
@@ -625,7 +729,7 @@ def launch(runs: Sequence[Run], config: SweepConfig, *, grid_name: str = "", pro
     report = SweepReport()
     todo = []
     for run in runs:
-        state = run_state(run, recorded.get(run.run_id))
+        state = run_state(run, recorded.get(run.run_id), recorded)
         if state == "finished" or (state == "failed" and not config.retry_failed):
             report.skipped.append(run.run_id)
         else:
@@ -824,7 +928,10 @@ def _launch_debug(runs: Sequence[Run], config: SweepConfig, grid_name: str, view
 
 def _job_arguments(runs: Sequence[Run], config: SweepConfig, grid_name: str) -> list[tuple]:
     """The arguments of `run_one` for each run (a plain dict of parameters pickles without surprises)."""
-    return [(run.config.to_dict(), str(config.sweep_dir), config.runner, grid_name) for run in runs]
+    return [
+        (run.config.to_dict(), str(config.sweep_dir), config.runner, grid_name, [p.to_dict() for p in run.evaluations])
+        for run in runs
+    ]
 
 
 def slurm_parameters(config: SweepConfig) -> dict[str, Any]:

@@ -452,3 +452,36 @@ def test_a_run_counts_as_finished_only_when_its_metrics_file_exists(tmp_path):
     (run.config.run_dir / "metrics.json").write_text("{}")
     assert sweep.run_state(run, row) == "finished"
     assert sweep.run_state(run, {**row, "status": "failed"}) == "failed"
+
+
+def test_evaluation_axes_train_once_and_record_a_row_per_sampler_setting(tmp_path, tiny_run):
+    """num_inference_steps (and sampler, η) as grid axes: one training run, its own evaluation, and one row and
+    one evaluations/<label> folder per point; a second launch skips all of it."""
+    grid = write_grid(tmp_path, tiny_run, s0=[-0.5], num_inference_steps=[2, 3])
+    sweep_dir = tmp_path / "sweep"
+    (run,) = grid_runs(SweepGrid.read(grid), sweep_dir)
+    assert [(p.sampler, p.num_inference_steps) for p in run.evaluations] == [("ddpm", 2), ("ddpm", 3)]
+    report = run_sweep(sweep_config(grid, sweep_dir), progress=False)
+    assert report.finished == [run.run_id] and not report.failed
+    rows = ResultsTable(sweep_dir / "results.csv").by_run_id()
+    assert set(rows) == {run.run_id, f"{run.run_id}@ddpm-steps2", f"{run.run_id}@ddpm-steps3"}
+    point = rows[f"{run.run_id}@ddpm-steps2"]
+    assert point["status"] == "finished" and point["num_inference_steps"] == "2"
+    assert point["evaluation"] == "evaluations/ddpm-steps2" and float(point["pca_fd"]) > 0
+    assert (sweep_dir / point["metrics_json"]).parent == run.config.run_dir / "evaluations" / "ddpm-steps2"
+    trained = (run.config.run_dir / "training.json").stat().st_mtime_ns
+    again = run_sweep(sweep_config(grid, sweep_dir), progress=False)
+    assert again.skipped == [run.run_id] and (run.config.run_dir / "training.json").stat().st_mtime_ns == trained
+
+    # A lost point makes the run unfinished; the next launch evaluates only that point (no retraining).
+    (run.config.run_dir / "evaluations" / "ddpm-steps3" / "metrics.json").unlink()
+    assert sweep_status([run], sweep_dir).state.tolist() == ["interrupted"]
+    assert run_sweep(sweep_config(grid, sweep_dir), progress=False).finished == [run.run_id]
+    assert (run.config.run_dir / "training.json").stat().st_mtime_ns == trained
+
+
+def test_evaluation_axes_refuse_bad_values_before_anything_runs(tmp_path, tiny_run):
+    with pytest.raises(ValueError, match=r"sampler must be one of .*got 'plms'"):
+        grid_runs(SweepGrid.read(write_grid(tmp_path, tiny_run, sampler=["plms"])), tmp_path / "s")
+    with pytest.raises(ValueError, match=r"overrides must not set \['sampler'\]"):
+        SweepGrid.from_mapping({"overrides": {"sampler": "ddim"}})
