@@ -3,8 +3,9 @@ spacing of DDIM's CIFAR-10 experiments that Q-Diffusion samples with. Lists of P
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import pairwise
 from numbers import Integral
-from typing import Sequence
 
 import numpy as np
 
@@ -22,7 +23,7 @@ def check_timesteps(timesteps: Sequence[int], num_train_timesteps: int) -> list[
             raise ValueError(f"timesteps must be {allowed}, got {timesteps!r} (entry {t!r} is not an integer)")
         if not 0 <= t < num_train_timesteps:
             raise ValueError(f"timesteps must be {allowed}, got {timesteps!r} (entry {t!r} is out of range)")
-    for earlier, later in zip(timesteps, timesteps[1:]):
+    for earlier, later in pairwise(timesteps):
         if later >= earlier:
             raise ValueError(f"timesteps must be {allowed}, got {timesteps!r} ({earlier} is followed by {later})")
     return [int(t) for t in timesteps]

@@ -9,8 +9,13 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline
 from torch.testing import assert_close
 
-from sdmlib import SqueezedDDIMScheduler, SqueezedDDPMScheduler, inverse_squeeze_matrix, quadratic_timesteps
-from sdmlib import squeeze_matrix
+from sdmlib import (
+    SqueezedDDIMScheduler,
+    SqueezedDDPMScheduler,
+    inverse_squeeze_matrix,
+    quadratic_timesteps,
+    squeeze_matrix,
+)
 from sdmlib.models import build_unet
 from sdmlib.pipeline import SqueezedDDPMPipeline
 
