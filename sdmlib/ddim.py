@@ -46,7 +46,11 @@ class SqueezedDDIMScheduler(SqueezeMixin, DDIMScheduler):
     `set_timesteps(timesteps=[…])` takes a custom schedule (`sdmlib.timesteps.quadratic_timesteps`, say); each step
     then goes to the next listed timestep. With `set_timesteps(n)` the step is the parent's, which goes to
     t − T // n whatever the list says (the same thing for "leading" spacing and for "trailing" when n divides T; not
-    for "linspace").
+    for "linspace"). The re-squeeze always uses the next listed timestep, the one the next step whitens with, so the
+    whitened states are the parent's chain even where its stride and the list disagree.
+
+    `clip_space="data"` clips x̂_0 in the images' box (block 2b of `step`); like `SqueezedDDPMScheduler`, it leaves
+    `thresholding=True` to the parent, in whitened coordinates.
     """
 
     @register_to_config
