@@ -3,7 +3,8 @@
 Layers, by file:
 - math (torch only): `squeeze` (eqs. 3, 9, 11, 12), `pca` (the principal axis v̂), `gaussian` (closed-form
   references for Gaussian data), `drift_study` (the exact moments of the sampler, notebook 03);
-- diffusers: `scheduler` (`SqueezedDDPMScheduler`, the subclass of Appendix A.1), `models` (UNet2DModel),
+- diffusers: `scheduler` (`SqueezedDDPMScheduler`, the subclass of Appendix A.1), `ddim`
+  (`SqueezedDDIMScheduler`), `timesteps` (custom schedules), `models` (UNet2DModel),
   `pipeline` (`SqueezedDDPMPipeline`);
 - I/O and runs: `io` (atomic writes), `data` (datasets), `metrics` (FID/IS/PR through torch-fidelity; offline, the
   Fréchet distance and precision/recall in pixel-PCA space), `config` (`TrainConfig`), `train` (training with
@@ -19,6 +20,8 @@ _EXPORTS = {
     "PrincipalAxis": "pca",
     "principal_axis": "pca",
     "SqueezedDDPMScheduler": "scheduler",
+    "SqueezedDDIMScheduler": "ddim",
+    "quadratic_timesteps": "timesteps",
     **{
         name: "squeeze"
         for name in (
@@ -54,6 +57,7 @@ __all__ = [
     "MarginalVariances",
     "PrincipalAxis",
     "SqueezeEigenvalues",
+    "SqueezedDDIMScheduler",
     "SqueezedDDPMScheduler",
     "apply_squeeze",
     "drift",
@@ -61,6 +65,7 @@ __all__ = [
     "marginal_covariance",
     "marginal_variances",
     "principal_axis",
+    "quadratic_timesteps",
     "squeeze_eigenvalues",
     "squeeze_matrix",
     "squeeze_schedule",

@@ -16,6 +16,7 @@ from diffusers.schedulers.scheduling_ddpm import DDPMSchedulerOutput
 
 from .prediction import convert
 from .squeezed import CLIP_SPACES, INITIAL_SQUEEZES, RESQUEEZE_MODES, SqueezeMixin  # noqa: F401  (re-exported)
+from .timesteps import check_timesteps
 
 # diffusers' pipeline loader finds a component that it does not ship by importing the module named in
 # model_index.json ("sdmlib.scheduler") and looking there for the base class that says how to load it
@@ -106,6 +107,18 @@ class SqueezedDDPMScheduler(SqueezeMixin, DDPMScheduler):
             clip_space=clip_space,
             initial_squeeze=initial_squeeze,
         )
+
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        timesteps: list[int] | None = None,
+    ) -> None:
+        """The parent's, with a custom list checked first: strictly decreasing integers in [0, T), each step going
+        to the next listed timestep (`sdmlib.timesteps.quadratic_timesteps`, say)."""
+        if timesteps is not None:
+            timesteps = check_timesteps(timesteps, self.config.num_train_timesteps)
+        super().set_timesteps(num_inference_steps, device, timesteps)
 
     # -- helpers -----------------------------------------------------------------------------------------------
 

@@ -158,6 +158,32 @@ def test_uniform_and_ndtc_sets_come_from_the_trajectory(random_unet):
     assert sorted(coded.t.tolist()) == sorted(drawn.tolist())  # the raw draws are the labels
 
 
+def test_ddim_calibration_set_comes_from_a_deterministic_ddim_trajectory(random_unet):
+    import functools
+
+    from sdmlib.ddim import SqueezedDDIMScheduler
+    from sdmlib.quant.sampling import build_sampler, trajectory
+
+    unet, scheduler = random_unet
+    config = QuantConfig(sampler="ddim", calibration="uniform", calibration_size=4, batch_size=2,
+                         num_inference_steps=4, uniform_interval=2)
+    ddim = build_sampler("ddim", scheduler)
+    assert type(ddim) is SqueezedDDIMScheduler and ddim.config.s0 == scheduler.config.s0
+    calibration = calibration_set(unet, scheduler, config)
+    ddim.set_timesteps(4)
+    assert sorted(calibration.t.tolist()) == sorted(ddim.timesteps[[0, 2]].tolist() * 2)
+    etas, step = [], ddim.step
+
+    @functools.wraps(step)  # keeps step's signature, which is how trajectory decides to pass η
+    def recording_step(*args, **kwargs):
+        etas.append(kwargs.get("eta"))
+        return step(*args, **kwargs)
+
+    ddim.step = recording_step
+    list(trajectory(unet, ddim, 1, 3, torch.Generator().manual_seed(0)))
+    assert etas == [0.0] * 3
+
+
 # -- shortcut splitting ------------------------------------------------------------------------------------------
 
 
@@ -195,7 +221,7 @@ def test_split_conv_is_exact_in_float_and_beats_one_quantizer_on_disparate_range
         ({"method": "brecq"}, "method must be one of ('ptq4dm', 'qdiffusion', 'minmax')"),
         ({"calibration": "random"}, "calibration must be one of"),
         ({"calibration_size": 16, "batch_size": 32}, "calibration_size must be at least batch_size=32, got 16"),
-        ({"sampler": "ddim"}, "sampler must be one of ('ddpm',)"),
+        ({"sampler": "euler"}, "sampler must be one of ('ddpm', 'ddim'), got 'euler'"),
         ({"reconstruction": True}, "reconstruction must be a string"),
     ],
 )

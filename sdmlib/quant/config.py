@@ -26,7 +26,7 @@ ACTIVATION_BITS = (8, 16)  # 8 is the papers'; 16 isolates the weight error
 CALIBRATIONS = ("ndtc", "uniform", "noised_real", "single_timestep")
 NDTC_LABELLINGS = ("paper", "code")
 SWITCHES = ("auto", "on", "off")
-SAMPLERS = ("ddpm",)  # the run's SqueezedDDPMScheduler; a squeezed DDIM registers here (sdmlib.quant.sampling)
+SAMPLERS = ("ddpm", "ddim")  # the run's SqueezedDDPMScheduler, or a SqueezedDDIMScheduler from its config (η = 0)
 
 METHOD_DEFAULTS = {
     "ptq4dm": {"calibration": "ndtc", "shortcut_split": False, "reconstruction": False},
