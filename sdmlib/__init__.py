@@ -3,7 +3,9 @@
 Layers, by file:
 - math (torch only): `squeeze` (eqs. 3, 9, 11, 12), `pca` (the principal axis v̂), `gaussian` (closed-form
   references for Gaussian data), `drift_study` (the exact moments of the sampler, notebook 03);
-- diffusers: `scheduler` (`SqueezedDDPMScheduler`, the subclass of Appendix A.1), `models` (UNet2DModel),
+- diffusers: `squeezed` (`SqueezeMixin`: the squeeze and the forward process, "paper" or "exact"), `scheduler`
+  (`SqueezedDDPMScheduler`, the subclass of Appendix A.1), `exact` (`SqueezedExactScheduler`, the exact posterior of
+  the squeezed process), `models` (UNet2DModel),
   `pipeline` (`SqueezedDDPMPipeline`);
 - I/O and runs: `io` (atomic writes), `data` (datasets), `metrics` (FID/IS/PR through torch-fidelity; offline, the
   Fréchet distance and precision/recall in pixel-PCA space), `config` (`TrainConfig`), `train` (training with
@@ -19,6 +21,7 @@ _EXPORTS = {
     "PrincipalAxis": "pca",
     "principal_axis": "pca",
     "SqueezedDDPMScheduler": "scheduler",
+    "SqueezedExactScheduler": "exact",
     **{
         name: "squeeze"
         for name in (
@@ -55,6 +58,7 @@ __all__ = [
     "PrincipalAxis",
     "SqueezeEigenvalues",
     "SqueezedDDPMScheduler",
+    "SqueezedExactScheduler",
     "apply_squeeze",
     "drift",
     "inverse_squeeze_matrix",
