@@ -2,7 +2,8 @@
 
 Layers, by file:
 - math (torch only): `squeeze` (eqs. 3, 9, 11, 12), `pca` (the principal axis v̂), `gaussian` (closed-form
-  references for Gaussian data), `drift_study` (the exact moments of the sampler, notebook 03);
+  references for Gaussian data), `drift_study` (the exact moments of the sampler, notebook 03), `sampler_study` (the
+  exact output law of any affine sampler, read off its step; notebook 05);
 - diffusers: `squeezed` (`SqueezeMixin`: the squeeze and the forward process, "paper" or "exact"), `scheduler`
   (`SqueezedDDPMScheduler`, the subclass of Appendix A.1), `exact` (`SqueezedExactScheduler`, the exact posterior of
   the squeezed process), `models` (UNet2DModel),
