@@ -27,8 +27,10 @@ from collections.abc import Callable
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from .drift_study import GaussianMoments, distribution_errors
+from .drift_study import GaussianMoments, distribution_errors, make_scheduler
+from .exact import SqueezedExactScheduler
 from .gaussian import optimal_noise_predictor
+from .squeeze import AxisLike, unit_axis
 
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -102,10 +104,31 @@ def exact_predictor_errors(
     return distribution_errors(moments, data, scheduler.principal_axis)
 
 
+def study_samplers(axis: AxisLike) -> dict[str, tuple[Callable, dict]]:
+    """The samplers of notebook 05, by name: (a function of s0 returning a fresh scheduler, the step's kwargs).
+
+    The paper's sampler with eq. (7)'s re-squeeze ("paper_previous") and the authors' ("paper_current"); the exact
+    posterior of forward="exact", ancestral (η = 1) and deterministic (η = 0). All without clipping (Gaussian data is
+    unbounded). A new sampler (squeezed DDIM) joins the study by one entry here.
+    """
+    axis = unit_axis(axis).tolist()
+
+    def exact(s0: float) -> SqueezedExactScheduler:
+        return SqueezedExactScheduler(s0=s0, principal_axis=axis, clip_sample=False, forward="exact")
+
+    return {
+        "paper_previous": (lambda s0: make_scheduler(axis, s0, "previous"), {}),
+        "paper_current": (lambda s0: make_scheduler(axis, s0, "current"), {}),
+        "exact_ancestral": (exact, {"eta": 1.0}),
+        "exact_deterministic": (exact, {"eta": 0.0}),
+    }
+
+
 def split_bias(errors: dict[str, float], plain: dict[str, float]) -> dict[str, float]:
     """Each variance bias as (the same sampler's at s0 = 0, at the same number of steps) + (what s0 adds): the first
-    part is the discretisation error that every posterior-with-x̂_0 sampler has and more steps shrink, the second
-    what the squeeze adds on top (for the paper's sampler, the telescoped drift)."""
+    part is the error of plugging a predicted x̂_0 into a posterior, which every such sampler has (plain DDPM for the
+    ancestral samplers, plain DDIM for the deterministic one) and more steps shrink; the second is what the squeeze
+    adds on top (for the paper's sampler, the telescoped drift of eq. 12)."""
     row = {}
     for name in ("variance_error_axis", "variance_error_perp"):
         row[f"{name}_plain"] = plain[name]
@@ -113,8 +136,25 @@ def split_bias(errors: dict[str, float], plain: dict[str, float]) -> dict[str, f
     return row
 
 
+def bias_rows(
+    data: GaussianMoments, samplers: dict[str, tuple[Callable, dict]], s0_values: list[float], step_counts: list[int]
+) -> list[dict]:
+    """One row per (sampler, steps, s0): `exact_predictor_errors` and its `split_bias` against the same sampler at
+    s0 = 0 (computed once per sampler and step count)."""
+    rows = []
+    for name, (build, step_kwargs) in samplers.items():
+        for steps in step_counts:
+            plain = exact_predictor_errors(data, build(0.0), steps, step_kwargs)
+            for s0 in s0_values:
+                errors = plain if s0 == 0 else exact_predictor_errors(data, build(s0), steps, step_kwargs)
+                rows.append(dict(sampler=name, steps=steps, s0=s0, **errors, **split_bias(errors, plain)))
+    return rows
+
+
 __all__ = [
     "affine_sampler_moments",
+    "bias_rows",
+    "study_samplers",
     "affine_step_map",
     "exact_predictor_errors",
     "initial_noise_map",
