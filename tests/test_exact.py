@@ -383,3 +383,20 @@ def test_training_with_the_exact_forward_saves_it(tmp_path, tiny_run):
     assert json.loads((run_dir / "config.json").read_text())["forward"] == "exact"
     assert TrainConfig(s0=-0.4, forward="exact").run_dir.name == "cifar10-sdm-s0_-0.4-seed0-forward_exact"
     assert TrainConfig(s0=-0.4).run_dir.name == "cifar10-sdm-s0_-0.4-seed0"
+
+
+def test_the_pipeline_samples_with_the_exact_scheduler_swapped_in_and_saves_it(tmp_path):
+    """As diffusers users swap schedulers: `SqueezedExactScheduler.from_config(pipe.scheduler.config)`; the saved
+    pipeline loads it back (model_index.json names sdmlib.exact)."""
+    from sdmlib.models import build_unet
+    from sdmlib.pipeline import SqueezedDDPMPipeline
+
+    torch.manual_seed(0)
+    pipe = SqueezedDDPMPipeline(unet=build_unet("tiny", 32), scheduler=SqueezedDDPMScheduler(s0=-0.4, forward="exact"))
+    pipe.scheduler = SqueezedExactScheduler.from_config(pipe.scheduler.config)
+    generators = [torch.Generator().manual_seed(s) for s in range(2)]
+    images = pipe(batch_size=2, generator=generators, num_inference_steps=3, output_type="pt").images
+    assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = SqueezedDDPMPipeline.from_pretrained(tmp_path / "pipe")
+    assert type(loaded.scheduler) is SqueezedExactScheduler and loaded.scheduler.config.forward == "exact"
