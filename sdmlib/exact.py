@@ -29,7 +29,6 @@ and `from_config` of a `SqueezedDDPMScheduler`'s config gives the same squeeze a
 
 from __future__ import annotations
 
-
 import torch
 from diffusers import DDPMScheduler, SchedulerMixin  # noqa: F401  (SchedulerMixin: found by the pipeline loader)
 from diffusers.configuration_utils import register_to_config

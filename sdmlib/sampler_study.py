@@ -153,10 +153,10 @@ def bias_rows(
 
 __all__ = [
     "affine_sampler_moments",
-    "bias_rows",
-    "study_samplers",
     "affine_step_map",
+    "bias_rows",
     "exact_predictor_errors",
     "initial_noise_map",
     "split_bias",
+    "study_samplers",
 ]

@@ -136,7 +136,7 @@ def test_exact_scheduler_round_trips_and_loads_a_ddpm_config(tmp_path):
     scheduler = exact(0.6, variant="hdm", clip_sample=True, clip_space="data", prediction_type="v_prediction")
     scheduler.save_pretrained(tmp_path / "exact")
     loaded = SqueezedExactScheduler.from_pretrained(tmp_path / "exact")
-    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
+    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}
     assert public(loaded.config) == public(scheduler.config)
     source = ddpm(-0.4, forward="exact", variant="hdm")
     converted = SqueezedExactScheduler.from_config(source.config)
