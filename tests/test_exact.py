@@ -28,6 +28,10 @@ AXIS = [0.57, 0.59, 0.57]
 DATA = GaussianMoments(
     torch.tensor([-0.02, -0.04, -0.11], dtype=torch.float64), covariance_with_axis(AXIS, [0.20, 0.012, 0.004])
 )
+# Data whose covariance does not have v̂ as an eigenvector: then no matrix of a step commutes with the squeeze, and a
+# transposed or misplaced factor shows (with DATA every matrix is symmetric and such mistakes are invisible).
+_FACTOR = torch.tensor([[0.30, 0.10, -0.05], [-0.12, 0.20, 0.08], [0.05, -0.15, 0.10]], dtype=torch.float64)
+SKEWED = GaussianMoments(torch.tensor([0.1, -0.2, 0.05], dtype=torch.float64), _FACTOR @ _FACTOR.T + 0.01 * torch.eye(3))
 Z_LIMIT = 4.5  # |z| bound of the Monte Carlo checks: with ~10 statistics per test a false alarm is below 1e-4
 
 
@@ -289,9 +293,10 @@ def dense_exact_moments(scheduler, predictor, steps: int, eta: float) -> Gaussia
 
 @pytest.mark.parametrize("eta", [1.0, 0.0, 0.5])
 @pytest.mark.parametrize("s0, variant", [(-1.0, "sdm"), (0.8, "hdm")])
-def test_affine_moments_of_the_exact_sampler_equal_the_dense_propagation(eta, s0, variant):
+@pytest.mark.parametrize("data", [DATA, SKEWED], ids=["aligned", "skewed"])
+def test_affine_moments_of_the_exact_sampler_equal_the_dense_propagation(eta, s0, variant, data):
     scheduler = exact(s0, variant=variant)
-    predictor = optimal_noise_predictor(DATA.mean, DATA.covariance, scheduler)
+    predictor = optimal_noise_predictor(data.mean, data.covariance, scheduler)
     ours = affine_sampler_moments(scheduler, predictor, 20, {"eta": eta})
     dense = dense_exact_moments(scheduler, predictor, 20, eta)
     # float64 on both sides, but the scheduler's marginal is √(1−ᾱ_t) D_t with diffusers' float32 ᾱ_t (what
@@ -302,11 +307,12 @@ def test_affine_moments_of_the_exact_sampler_equal_the_dense_propagation(eta, s0
 
 
 @pytest.mark.parametrize("resqueeze", ["previous", "current"])
-def test_affine_moments_reproduce_the_closed_form_of_the_paper_sampler(resqueeze):
+@pytest.mark.parametrize("data", [DATA, SKEWED], ids=["aligned", "skewed"])
+def test_affine_moments_reproduce_the_closed_form_of_the_paper_sampler(resqueeze, data):
     """`affine_sampler_moments` reads diffusers' step, whose coefficients are float32 (1 − ᾱ_t/ᾱ_t′ loses ~6e-8 on
     β ≈ 1e-2): agreement to 1e-4 relative, against `drift_study.sampler_moments` written out in float64."""
     scheduler = drift_study.make_scheduler(AXIS, -1.0, resqueeze)
-    predictor = optimal_noise_predictor(DATA.mean, DATA.covariance, scheduler)
+    predictor = optimal_noise_predictor(data.mean, data.covariance, scheduler)
     ours = affine_sampler_moments(scheduler, predictor, 50)
     closed = drift_study.sampler_moments(scheduler, predictor, 50)
     torch.testing.assert_close(ours.mean, closed.mean, rtol=0, atol=1e-5)
