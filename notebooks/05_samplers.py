@@ -193,6 +193,9 @@ for steps in (1000, 50):
 print("--- plain part (s0 = 0) by steps, % (along v̂ | along v̂⊥)")
 plain = biases[biases.s0 == 0].pivot(index="steps", columns="sampler", values=["variance_error_axis", "variance_error_perp"])
 print((100 * plain).to_string(float_format="{:+.2f}".format), "\n")
+largest_perp = biases.groupby("sampler").variance_error_perp_from_s0.apply(lambda b: b.abs().max())[order]
+print("--- largest |part s0 adds| along v̂⊥, percentage points, any s0 and steps:",
+      ", ".join(f"{name} {100 * value:.3f}" for name, value in largest_perp.items()), "\n")
 print("--- Fréchet distance × 1000 at 1000 and 50 steps")
 frechet = pd.concat({steps: 1000 * biases[biases.steps == steps].pivot(index="s0", columns="sampler", values="frechet")[order]
                      for steps in (1000, 50)}, axis=1).sort_index()

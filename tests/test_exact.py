@@ -246,6 +246,20 @@ def test_initial_noise_draws_the_exact_marginal_at_the_first_timestep():
     assert z.abs().max() < Z_LIMIT
 
 
+@pytest.mark.parametrize("t", [0, 300, 999])
+def test_the_gaussian_predictor_is_exact_for_the_exact_forward(t):
+    """With forward="exact" the optimal predictor is E[D_t ε | x_t] = Σ_t (ᾱ_t C + Σ_t)⁻¹ (x_t − √ᾱ_t μ) / √(1−ᾱ_t),
+    Σ_t from eq. (3) (`marginal_covariance`): the scheduler's own noise matrix, not S_t."""
+    scheduler = exact(-1.0, variant="hdm")
+    predictor = optimal_noise_predictor(SKEWED.mean, SKEWED.covariance, scheduler)
+    sigma = marginal_covariance(AXIS, scheduler.squeeze_strengths, scheduler.betas, "hdm")[t]
+    alpha_bar = scheduler.alphas_cumprod[t].double()
+    x_t = torch.randn(5, 3, dtype=torch.float64)
+    expected = (x_t - alpha_bar.sqrt() * SKEWED.mean) @ torch.linalg.solve(alpha_bar * SKEWED.covariance + sigma, sigma)
+    ours = predictor(x_t.view(5, 3, 1, 1), torch.tensor(t)).flatten(1)
+    torch.testing.assert_close(ours, expected / (1 - alpha_bar).sqrt(), rtol=1e-3, atol=1e-8)  # float32 ᾱ in b_t
+
+
 def test_per_sample_generators_give_each_sample_its_own_noise():
     """A batch sampled with a list of generators equals each sample drawn alone with its generator."""
     scheduler = exact(-0.5)
