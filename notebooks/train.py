@@ -56,6 +56,7 @@ image_size = 32  # 32 for CIFAR, 64 for CelebA-64
 s0 = 0.0  # squeeze strength: 0 is DDPM, < 0 anti-squeezes (the paper's best CIFAR-10 value is about -0.4)
 variant = "sdm"  # sdm | hdm (eq. 9)
 squeeze_schedule = "linear"  # linear: s(t) is s0 β_t / β_max (the paper's) | constant
+forward = "paper"  # training marginal: paper: √(1−ᾱ_t) S_t ε (the authors') | exact: eq. 3's Σ_t^½ ε
 protocol = "paper-text"  # paper-text: eq. 7 as printed | authors: their public code; sets the next four when empty
 resqueeze = ""  # previous: S_(t-1), eq. 7 | current: S_t, the authors' code | empty: the protocol's
 clip_box = ""  # where x̂_0 is clipped to [-1, 1]: data | whitened (the authors') | none | empty: the protocol's

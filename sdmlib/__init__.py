@@ -2,9 +2,12 @@
 
 Layers, by file:
 - math (torch only): `squeeze` (eqs. 3, 9, 11, 12), `pca` (the principal axis v̂), `gaussian` (closed-form
-  references for Gaussian data), `drift_study` (the exact moments of the sampler, notebook 03);
-- diffusers: `scheduler` (`SqueezedDDPMScheduler`, the subclass of Appendix A.1), `ddim`
-  (`SqueezedDDIMScheduler`), `timesteps` (custom schedules), `models` (UNet2DModel),
+  references for Gaussian data), `drift_study` (the exact moments of the sampler, notebook 03), `sampler_study` (the
+  exact output law of any affine sampler, read off its step; notebook 05);
+- diffusers: `squeezed` (`SqueezeMixin`: the squeeze and the forward process, "paper" or "exact"), `scheduler`
+  (`SqueezedDDPMScheduler`, the subclass of Appendix A.1), `ddim` (`SqueezedDDIMScheduler`), `exact`
+  (`SqueezedExactScheduler`, the exact posterior of the squeezed process), `timesteps` (custom schedules),
+  `samplers` (the samplers by name), `models` (UNet2DModel),
   `pipeline` (`SqueezedDDPMPipeline`);
 - I/O and runs: `io` (atomic writes), `data` (datasets), `metrics` (FID/IS/PR through torch-fidelity; offline, the
   Fréchet distance and precision/recall in pixel-PCA space), `config` (`TrainConfig`), `train` (training with
@@ -21,6 +24,7 @@ _EXPORTS = {
     "principal_axis": "pca",
     "SqueezedDDPMScheduler": "scheduler",
     "SqueezedDDIMScheduler": "ddim",
+    "SqueezedExactScheduler": "exact",
     "quadratic_timesteps": "timesteps",
     **{
         name: "squeeze"
@@ -59,6 +63,7 @@ __all__ = [
     "SqueezeEigenvalues",
     "SqueezedDDIMScheduler",
     "SqueezedDDPMScheduler",
+    "SqueezedExactScheduler",
     "apply_squeeze",
     "drift",
     "inverse_squeeze_matrix",

@@ -33,6 +33,7 @@ from .metrics import METRICS as METRIC_NAMES
 from .prediction import PREDICTION_TYPES
 from .samplers import check_sampling
 from .scheduler import INITIAL_SQUEEZES, RESQUEEZE_MODES
+from .squeezed import FORWARDS
 from .squeeze import SCHEDULE_KINDS, VARIANTS
 
 MODEL_SIZES = ("paper", "small", "tiny")
@@ -141,6 +142,7 @@ class TrainConfig(TypedConfig):
     s0: float = 0.0  # squeeze strength; 0 is the DDPM baseline, the paper's best CIFAR-10 value is about -0.4
     variant: str = "sdm"  # "sdm" or "hdm"
     squeeze_schedule: str = "linear"  # s(t) = s0 β_t/β_max ("linear", the paper's) or s0 ("constant")
+    forward: str = "paper"  # training marginal: "paper" √(1−ᾱ_t) S_t ε (authors' code) | "exact": eq. 3's Σ_t^½ ε
     # the reading of the paper (PROTOCOLS); each of the four fields after it: "" (or -1) = the protocol's value
     protocol: str = DEFAULT_PROTOCOL  # "paper-text" (eq. 7 as printed) or "authors" (their public code)
     resqueeze: str = ""  # "previous": S_{t−1}, eq. (7) | "current": S_t, the authors' code
@@ -214,6 +216,7 @@ class TrainConfig(TypedConfig):
         _one_of("dataset", self.dataset, DATASETS)
         _one_of("variant", self.variant, VARIANTS)
         _one_of("squeeze_schedule", self.squeeze_schedule, SCHEDULE_KINDS)
+        _one_of("forward", self.forward, FORWARDS)
         _one_of("resqueeze", self.resqueeze, RESQUEEZE_MODES)
         _one_of("clip_box", self.clip_box, CLIP_BOXES)
         _one_of("initial_squeeze", self.initial_squeeze, INITIAL_SQUEEZES)
@@ -285,7 +288,9 @@ class TrainConfig(TypedConfig):
     def run_dir(self) -> Path:
         """The run folder, absolute; relative paths are taken from the repository root."""
         targets = {k: getattr(self, k) for k in DEFAULT_TARGETS}
-        name = run_name(self.dataset, self.variant, self.s0, self.seed, self.protocol_label, **targets)
+        name = run_name(
+            self.dataset, self.variant, self.s0, self.seed, self.protocol_label, **targets, forward=self.forward
+        )
         return project_path(self.output_dir or f"outputs/runs/{name}")
 
     @property
@@ -302,14 +307,18 @@ def run_name(
     prediction_type: str = "epsilon",
     loss_space: str = "epsilon",
     model: str = "unet",
+    forward: str = "paper",
 ) -> str:
     """The name of a run's folder: <dataset>-<variant>-s0_<s0>-seed<seed>, then -<model>-<prediction_type>-<loss_space>
-    unless those are the paper's (UNet, ε/ε), then -<protocol_label> unless that is the default protocol unchanged
-    (so the paper's runs in the default protocol keep the names they had before targets and protocols existed)."""
+    unless those are the paper's (UNet, ε/ε), then -forward_<forward> unless it is the paper's, then -<protocol_label>
+    unless that is the default protocol unchanged (so the paper's runs in the default protocol keep the names they had
+    before targets, forwards and protocols existed)."""
     name = f"{dataset}-{variant}-s0_{s0 + 0.0:g}-seed{seed}"  # + 0.0 turns −0.0 into 0.0
     targets = {"prediction_type": prediction_type, "loss_space": loss_space, "model": model}
     if targets != DEFAULT_TARGETS:
         name += f"-{model}-{prediction_type}-{loss_space}"
+    if forward != "paper":
+        name += f"-forward_{forward}"
     return name if protocol_label == DEFAULT_PROTOCOL else f"{name}-{protocol_label}"
 
 

@@ -195,6 +195,11 @@ def sampler_moments(
     initial_squeeze="t_max").
     """
     config = scheduler.config
+    if config.get("forward", "paper") != "paper":
+        raise ValueError(
+            f"sampler_moments writes out the paper's forward (noise matrix S_t); got forward={config.forward!r}: use "
+            "sdmlib.sampler_study.affine_sampler_moments, which reads any sampler's step"
+        )
     if config.clip_sample or config.thresholding or config.variance_type != "fixed_small":
         raise ValueError(
             "sampler_moments needs clip_sample=False, thresholding=False and variance_type='fixed_small' "

@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from .squeeze import AxisLike, apply_squeeze, squeeze_matrix, unit_axis
+from .squeeze import AxisLike, apply_squeeze, unit_axis
 
 
 def simulate_forward_covariance(
@@ -65,27 +65,34 @@ def covariance_standard_error(covariance: torch.Tensor, num_samples: int) -> tor
     return ((diagonal[..., :, None] * diagonal[..., None, :] + covariance**2) / num_samples).sqrt()
 
 
+def noise_matrix(scheduler, timestep) -> torch.Tensor:
+    """The scheduler's own noise matrix M_t at `timestep` as an explicit (n, n) float64 matrix: its `_squeeze_at`
+    applied to the basis vectors (S_t for the paper's forward, D_t = Σ_t^{1/2}/√(1−ᾱ_t) for forward="exact";
+    symmetric, so rows and columns agree)."""
+    n = len(scheduler.principal_axis)
+    basis = torch.eye(n, dtype=torch.float64).view(n, n, 1, 1)
+    return scheduler._squeeze_at(basis, timestep).flatten(1)
+
+
 def optimal_noise_predictor(
     mean: torch.Tensor, covariance: torch.Tensor, scheduler
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The minimiser of eq. (4) for Gaussian data x_0 ~ N(mean, covariance): ε̂*(x_t, t) = E[S_t ε | x_t].
+    """The minimiser of eq. (4) for Gaussian data x_0 ~ N(mean, covariance): ε̂*(x_t, t) = E[M_t ε | x_t].
 
-    Under the training marginal of `scheduler.add_noise`, x_t = √ᾱ_t x_0 + √(1−ᾱ_t) S_t ε, the pair
-    (S_t ε, x_t) is jointly Gaussian, so
+    Under the training marginal of `scheduler.add_noise`, x_t = √ᾱ_t x_0 + √(1−ᾱ_t) M_t ε with the scheduler's own
+    noise matrix M_t (`noise_matrix`: S_t, or D_t with forward="exact"), the pair (M_t ε, x_t) is jointly Gaussian, so
 
-        E[S_t ε | x_t] = √(1−ᾱ_t) S_t² (ᾱ_t C + (1−ᾱ_t) S_t²)⁻¹ (x_t − √ᾱ_t μ).
+        E[M_t ε | x_t] = √(1−ᾱ_t) M_t² (ᾱ_t C + (1−ᾱ_t) M_t²)⁻¹ (x_t − √ᾱ_t μ).
 
     Returns a function of (x_t, t) with x_t of shape (B, n, 1, 1), as a network would be called.
     """
     mean = torch.as_tensor(mean, dtype=torch.float64)
     covariance = torch.as_tensor(covariance, dtype=torch.float64)
-    axis = scheduler.principal_axis
-    variant = scheduler.config.variant
     alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64)
 
     def predictor(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         alpha_bar = alphas_cumprod[int(t)]
-        squeeze = squeeze_matrix(axis, scheduler.strength_at(t), variant)  # (n, n), symmetric
+        squeeze = noise_matrix(scheduler, t)  # (n, n), symmetric
         squeeze_sq = squeeze @ squeeze
         marginal = alpha_bar * covariance + (1 - alpha_bar) * squeeze_sq
         gain = (1 - alpha_bar).sqrt() * squeeze_sq @ torch.linalg.inv(marginal)  # (n, n)
@@ -101,8 +108,10 @@ def sample_with_predictor(
     num_samples: int,
     num_inference_steps: int,
     generator: torch.Generator | None = None,
+    step_kwargs: dict | None = None,
 ) -> torch.Tensor:
-    """Run the scheduler's own sampler (initial_noise, then `step` at every timestep) with a given predictor.
+    """Run the scheduler's own sampler (initial_noise, then `step` at every timestep) with a given predictor;
+    `step_kwargs` (e.g. `{"eta": 0.0}`) are passed to every step.
 
     Returns the generated samples as (num_samples, n) float64 vectors.
     """
@@ -110,7 +119,7 @@ def sample_with_predictor(
     scheduler.set_timesteps(num_inference_steps)
     x = scheduler.initial_noise((num_samples, n, 1, 1), generator=generator, dtype=torch.float64)
     for t in scheduler.timesteps:
-        x = scheduler.step(predictor(x, t), t, x, generator=generator).prev_sample
+        x = scheduler.step(predictor(x, t), t, x, generator=generator, **(step_kwargs or {})).prev_sample
     return x.flatten(1)
 
 

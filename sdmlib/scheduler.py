@@ -49,6 +49,10 @@ class SqueezedDDPMScheduler(SqueezeMixin, DDPMScheduler):
         initial_squeeze (`"first_step"` or `"t_max"`, defaults to `"first_step"`):
             The S of the starting noise S ε: at the first timestep of the sampling schedule (the one the first
             step whitens with), or at the last training timestep T − 1 as in the authors' code.
+        forward (`"paper"` or `"exact"`, defaults to `"paper"`):
+            The forward marginal `add_noise` draws and the network learns: x_t = √ᾱ_t x_0 + √(1−ᾱ_t) S_t ε (the
+            authors' code), or eq. (3)'s exact x_t = √ᾱ_t x_0 + Σ_t^{1/2} ε = √ᾱ_t x_0 + √(1−ᾱ_t) D_t ε. The step
+            whitens and re-squeezes with that marginal's noise matrix (S_t or D_t; see `SqueezeMixin`).
 
     Timesteps follow diffusers (0 … T−1): the paper's S_t is the squeeze at diffusers timestep t − 1, and
     "S_{t−1}" in the sampler means the squeeze at the previous timestep of the sampling schedule.
@@ -79,6 +83,7 @@ class SqueezedDDPMScheduler(SqueezeMixin, DDPMScheduler):
         resqueeze: str = "previous",
         clip_space: str = "whitened",
         initial_squeeze: str = "first_step",
+        forward: str = "paper",
     ):
         super().__init__(
             num_train_timesteps=num_train_timesteps,
@@ -106,6 +111,7 @@ class SqueezedDDPMScheduler(SqueezeMixin, DDPMScheduler):
             resqueeze=resqueeze,
             clip_space=clip_space,
             initial_squeeze=initial_squeeze,
+            forward=forward,
         )
 
     def set_timesteps(

@@ -6,6 +6,16 @@ its inverse as rank-1 updates along the channel axis, the forward process of eqs
 first, then the diffusers scheduler it extends (`class SqueezedDDPMScheduler(SqueezeMixin, DDPMScheduler)`); its
 `__init__` calls the parent's, then `_setup_squeeze`, and its `step` whitens, takes the parent's step and
 re-squeezes. `super()` here reaches that diffusers parent, so `add_noise` is the parent's with S_t ε for ε.
+
+Two forward processes (`forward`), both of the form x_t = √ᾱ_t x_0 + √(1−ᾱ_t) M_t ε with a noise matrix M_t that
+shares the squeeze's eigenvectors v̂, v̂⊥:
+- "paper" (the default): M_t = S_t, the marginal the authors' code trains on (not eq. 3's);
+- "exact": M_t = D_t = Σ_t^{1/2}/√(1−ᾱ_t), eq. (3)'s exact marginal of the chain of eq. (2). Eq. (2) is two scalar
+  diffusions, so Σ_t has eigenvalues σ²_t∥, σ²_t⊥ (`marginal_variances`) and D_t has d_t = σ_t/√(1−ᾱ_t) on each.
+  Since √(1−ᾱ_t) is σ_t at s0 = 0, d²_t = σ²_t(s) / σ²_t(0): both from `marginal_variances`, so that at s0 = 0 the
+  ratio is exactly 1 and the two forwards agree bit for bit.
+Every relation of `sdmlib.prediction` holds with ε^sq = M_t ε, and whitening by M_t⁻¹ gives the DDPM chain's
+marginals, so the whiten–step–re-squeeze samplers need no change: they read M_t through `_squeeze_at`.
 """
 
 from __future__ import annotations
@@ -15,12 +25,32 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .prediction import check_prediction_type
 from .scheduler_base import SqueezedSchedulerMixin
-from .squeeze import SCHEDULE_KINDS, VARIANTS, rank_one_update, squeeze_eigenvalues, unit_axis
+from .squeeze import (
+    SCHEDULE_KINDS,
+    VARIANTS,
+    SqueezeEigenvalues,
+    marginal_variances,
+    rank_one_update,
+    squeeze_eigenvalues,
+    unit_axis,
+)
 from .squeeze import squeeze_schedule as make_squeeze_schedule
 
 RESQUEEZE_MODES = ("previous", "current")
 CLIP_SPACES = ("whitened", "data")
 INITIAL_SQUEEZES = ("first_step", "t_max")
+FORWARDS = ("paper", "exact")
+
+
+def exact_noise_eigenvalues(s_schedule: torch.Tensor, betas: torch.Tensor, n: int, variant: str) -> SqueezeEigenvalues:
+    """The eigenvalues d_t = σ_t/√(1−ᾱ_t) of D_t = Σ_t^{1/2}/√(1−ᾱ_t), eq. (3)'s exact marginal, at every timestep.
+
+    d²_t = σ²_t(s)/σ²_t(0) with both variances from `marginal_variances` (σ²_t(0) = 1 − ᾱ_t is DDPM's): the same
+    float64 cumulative sums, so a direction the squeeze never touched (s0 = 0, or v̂⊥ under SDM) gets exactly 1.
+    """
+    squeezed = marginal_variances(s_schedule, betas, n, variant)
+    plain = marginal_variances(torch.zeros_like(torch.as_tensor(s_schedule, dtype=torch.float64)), betas, n, variant)
+    return SqueezeEigenvalues((squeezed.parallel / plain.parallel).sqrt(), (squeezed.perpendicular / plain.perpendicular).sqrt())
 
 
 class SqueezeMixin(SqueezedSchedulerMixin):
@@ -38,10 +68,16 @@ class SqueezeMixin(SqueezedSchedulerMixin):
         resqueeze: str,
         clip_space: str,
         initial_squeeze: str,
+        forward: str = "paper",
     ) -> None:
-        """Validate the squeeze's configuration and precompute s(t); call after the parent's `__init__` (which
-        sets `betas`) and with `register_to_config` already applied."""
+        """Validate the squeeze's configuration and precompute s(t) and the noise matrix M_t of the forward process;
+        call after the parent's `__init__` (which sets `betas`) and with `register_to_config` already applied."""
         check_prediction_type("prediction_type", prediction_type)
+        if forward not in FORWARDS:
+            raise ValueError(
+                f"forward must be one of {FORWARDS} (the paper's training marginal √(1−ᾱ_t) S_t ε, or eq. 3's exact "
+                f"Σ_t^(1/2) ε), got {forward!r}"
+            )
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if squeeze_schedule not in SCHEDULE_KINDS:
@@ -63,20 +99,31 @@ class SqueezeMixin(SqueezedSchedulerMixin):
         self.squeeze_strengths = make_squeeze_schedule(s0, self.betas, squeeze_schedule)
         self._strengths = self.squeeze_strengths.tolist()
         self.principal_axis = axis
+        # The noise matrix M_t's eigenvalues per timestep (float64), and as host lists for the sampling steps.
+        # Held as an attribute, not read from the config: a subclass whose __init__ predates `forward` still works.
+        self._forward = forward
+        n = axis.shape[0]
+        if forward == "exact":
+            self.noise_eigenvalues = exact_noise_eigenvalues(self.squeeze_strengths, self.betas, n, variant)
+        else:
+            self.noise_eigenvalues = squeeze_eigenvalues(self.squeeze_strengths, n, variant)
+        self._noise_parallel = self.noise_eigenvalues.parallel.tolist()
+        self._noise_perpendicular = self.noise_eigenvalues.perpendicular.tolist()
         self._on_device: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
         # The config keeps what was given; record the normalised axis and s0 as a float so the JSON is canonical.
         self.register_to_config(s0=float(s0), principal_axis=axis.tolist())
 
 
     def _on(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """v̂, and per timestep the rank-1 coefficient λ∥ − λ⊥ and the scale λ⊥ of S_t, on `device` in `dtype`.
+        """v̂, and per timestep the rank-1 coefficient λ∥ − λ⊥ and the scale λ⊥ of the noise matrix M_t (S_t, or D_t
+        with forward="exact"), on `device` in `dtype`.
 
         Computed in float64 once per (device, dtype) and cached, like the parent caches `alphas_cumprod`, so that
         squeezing a batch in the training loop is a gather and two passes over the data.
         """
         key = (device, dtype)
         if key not in self._on_device:
-            lam = squeeze_eigenvalues(self.squeeze_strengths, len(self.principal_axis), self.config.variant)
+            lam = self.noise_eigenvalues
             self._on_device[key] = tuple(
                 t.to(device=device, dtype=dtype)
                 for t in (self.principal_axis, lam.parallel - lam.perpendicular, lam.perpendicular)
@@ -111,20 +158,52 @@ class SqueezeMixin(SqueezedSchedulerMixin):
         parallel, perpendicular = float(lam.parallel), float(lam.perpendicular)
         return rank_one_update(x, axis, parallel - perpendicular, perpendicular)
 
+    def noise_eigenvalues_at(self, timestep: int | torch.Tensor) -> tuple[float, float]:
+        """(m∥, m⊥): the eigenvalues of the noise matrix M_t at `timestep`, as host floats.
+
+        forward="paper": those of S_t = S(`strength_at(t)`), so S_0 past the last step (see `strength_at`).
+        forward="exact": those of D_t. Past the last step (t < 0) D_t is continued by its limit at the data end,
+        D_0 (diffusers' timestep 0, the paper's t = 1): d²_0 = β_0 λ(s_0)²/β_0, so D_0 = S(s(0)), and D_t → D_0 as
+        the step shrinks. The whiten/re-squeeze step whitens its last step's x̂_0 with D_{t_last}⁻¹ and re-squeezes
+        with this matrix, so it ends in data space exactly when the schedule ends at timestep 0 (every "leading"
+        and "linspace" schedule); a schedule ending at t_last > 0 ("trailing") is left with D_0 D_{t_last}⁻¹,
+        within e^{±|s(t_last) − s(0)|} of the identity, as the paper's sampler is (its S_0 is the identity).
+        Under the constant schedule D_t = S(s0) at every t, the same as the paper's S_0 there.
+        """
+        index = int(timestep)
+        if self._forward == "exact":
+            index = max(index, 0)
+            return self._noise_parallel[index], self._noise_perpendicular[index]
+        if index >= 0:
+            return self._noise_parallel[index], self._noise_perpendicular[index]
+        lam = squeeze_eigenvalues(self.strength_at(index), len(self.principal_axis), self.config.variant)
+        return float(lam.parallel), float(lam.perpendicular)
+
     def _squeeze_at(self, x: torch.Tensor, timestep: int | torch.Tensor, inverse: bool = False) -> torch.Tensor:
-        """The noise matrix of the marginal at `timestep` applied to x (its inverse with `inverse=True`): S_t of
-        `strength_at(timestep)`, so S_0 past the last step (t < 0). Every step whitens and re-squeezes through this
-        one method, with host-side scalars only."""
-        return self._squeeze(x, self.strength_at(timestep), inverse)
+        """The noise matrix M_t of the marginal at `timestep` applied to x (its inverse with `inverse=True`): S_t of
+        `strength_at(timestep)` (S_0 past the last step, t < 0), or D_t with forward="exact" (see
+        `noise_eigenvalues_at`). Every step whitens and re-squeezes through this one method, with host-side
+        scalars only."""
+        if self._forward != "exact":
+            return self._squeeze(x, self.strength_at(timestep), inverse)
+        self._check_channels(x)
+        parallel, perpendicular = self.noise_eigenvalues_at(timestep)
+        if inverse:
+            parallel, perpendicular = 1 / parallel, 1 / perpendicular
+        axis, _, _ = self._on(x.device, x.dtype)
+        return rank_one_update(x, axis, parallel - perpendicular, perpendicular)
 
     def is_identity_at(self, timestep: int | torch.Tensor) -> bool:
         """Whether the noise matrix at `timestep` is the identity (then whitening changes nothing)."""
-        return self.strength_at(timestep) == 0
+        if self._forward != "exact":
+            return self.strength_at(timestep) == 0
+        return self.noise_eigenvalues_at(timestep) == (1.0, 1.0)
 
     # -- training: eqs. (3)–(4) --------------------------------------------------------------------------------
 
     def squeeze_noise(self, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """Eq. (4)'s target ε^sq = S_t ε, with S_t at each sample's own timestep. noise: (B, n, H, W)."""
+        """Eq. (4)'s target ε^sq = M_t ε (S_t ε, or D_t ε with forward="exact"), M_t at each sample's own timestep.
+        noise: (B, n, H, W). Under SDM m⊥ = 1 for both forwards, so the update skips the scale."""
         self._check_channels(noise)
         axis, coefficient, scale = self._on(noise.device, noise.dtype)
         timesteps = timesteps.to(noise.device)
@@ -139,10 +218,11 @@ class SqueezeMixin(SqueezedSchedulerMixin):
     def add_noise(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor
     ) -> torch.Tensor:
-        """x_t = √ᾱ_t x_0 + √(1−ᾱ_t) S_t ε, S_t at each sample's own t (diffusers' contract: returns x_t only).
+        """x_t = √ᾱ_t x_0 + √(1−ᾱ_t) M_t ε, M_t at each sample's own t (diffusers' contract: returns x_t only).
 
-        This is the marginal the authors' code trains on; eq. (3)'s exact marginal has covariance Σ_t instead
-        of (1−ᾱ_t) S_t², and the derivation notebook `01_forward_marginal` measures how far apart they are.
+        forward="paper": M_t = S_t, the marginal the authors' code trains on; eq. (3)'s exact marginal has covariance
+        Σ_t instead of (1−ᾱ_t) S_t², and the derivation notebook `01_forward_marginal` measures how far apart they
+        are. forward="exact": M_t = D_t, so x_t = √ᾱ_t x_0 + Σ_t^{1/2} ε, eq. (3) itself.
         """
         return super().add_noise(original_samples, self.squeeze_noise(noise, timesteps), timesteps)
 
@@ -154,7 +234,7 @@ class SqueezeMixin(SqueezedSchedulerMixin):
         return super().add_noise(original_samples, target, timesteps), target
 
     def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
-        """diffusers' v-target for the squeezed marginal: v^sq = a_t S_t ε − b_t x_0 (`sdmlib.prediction.velocity`).
+        """diffusers' v-target for the squeezed marginal: v^sq = a_t M_t ε − b_t x_0 (`sdmlib.prediction.velocity`).
 
         `noise` is the unsqueezed ε passed to `add_noise`, as in the parent's contract; at s0 = 0 this is the parent's.
         """
@@ -169,8 +249,9 @@ class SqueezeMixin(SqueezedSchedulerMixin):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """S_T ε, the squeezed starting point of sampling: S_T at the first timestep of the current schedule, or at
-        the last training timestep T − 1 with `initial_squeeze="t_max"` (the authors' code).
+        """M_T ε (S_T ε, or D_T ε with forward="exact"), the squeezed starting point of sampling: M_T at the first
+        timestep of the current schedule, or at the last training timestep T − 1 with `initial_squeeze="t_max"`
+        (the authors' code). Like DDPM's N(0, I), it leaves out the signal √ᾱ_T x_0 and the factor √(1−ᾱ_T) ≈ 1.
 
         ε is drawn exactly as diffusers' `DDPMPipeline` draws its starting noise, so with s0 = 0 the two agree.
         """

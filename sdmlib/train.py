@@ -105,6 +105,7 @@ def build_scheduler(config: TrainConfig, axis: list[float]) -> SqueezedDDPMSched
         s0=config.s0,
         variant=config.variant,
         squeeze_schedule=config.squeeze_schedule,
+        forward=config.forward,
         principal_axis=axis,
         resqueeze=config.resqueeze,
         clip_sample=config.clip_box != "none",
