@@ -78,6 +78,7 @@ class SqueezedDDIMScheduler(SqueezeMixin, DDIMScheduler):
         resqueeze: str = "previous",
         clip_space: str = "whitened",
         initial_squeeze: str = "first_step",
+        forward: str = "paper",
     ):
         super().__init__(
             num_train_timesteps=num_train_timesteps,
@@ -105,6 +106,7 @@ class SqueezedDDIMScheduler(SqueezeMixin, DDIMScheduler):
             resqueeze=resqueeze,
             clip_space=clip_space,
             initial_squeeze=initial_squeeze,
+            forward=forward,
         )
         self.custom_timesteps = False
         self._next_timestep: dict[int, int] = {}

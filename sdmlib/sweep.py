@@ -51,7 +51,7 @@ from .io import save_json, save_text
 
 EXECUTORS = ("local", "slurm", "debug")
 RUNNERS = ("notebook", "python")
-GRID_AXES = ("dataset", "variant", "s0", "seed", "prediction_type", "loss_space", "model")
+GRID_AXES = ("dataset", "variant", "s0", "seed", "prediction_type", "loss_space", "model", "forward")
 # Evaluation axes: every point is an evaluation of the same trained run (sdmlib.samplers), not a run of its own.
 EVALUATION_AXES = ("sampler", "num_inference_steps", "eta")
 TRAIN_NOTEBOOK = PROJECT_ROOT / "notebooks" / "train.ipynb"
@@ -71,6 +71,7 @@ RESULT_COLUMNS = (
     "prc_num_real",
     "model_size",
     "train_steps",
+    "forward",  # the training marginal: paper | exact
     "sampler",  # the sampler of the evaluation (sdmlib.samplers), its steps and its η (-1: the sampler's own)
     "num_inference_steps",
     "eta",
@@ -126,6 +127,7 @@ class SweepGrid(TypedConfig):
     prediction_type: tuple[str, ...] = ("epsilon",)  # what the network outputs (sdmlib.prediction)
     loss_space: tuple[str, ...] = ("epsilon",)  # where the loss is taken
     model: tuple[str, ...] = ("unet",)  # unet | jit (its patch_size and bottleneck_dim go in overrides)
+    forward: tuple[str, ...] = ("paper",)  # the training marginal: paper (the authors') | exact (eq. 3's Σ_t)
     # evaluation axes: each trained run is evaluated at every point (sdmlib.samplers), trained once
     sampler: tuple[str, ...] = ("ddpm",)  # ddpm | ddim | exact | exact_ddim
     num_inference_steps: tuple[int, ...] = ()  # empty: the base config's (overrides may set it then)
@@ -265,12 +267,13 @@ def grid_runs(grid: SweepGrid, sweep_dir: str | os.PathLike) -> list[Run]:
     base = TrainConfig.load(*grid.base, **grid.overrides)
     runs: dict[str, Run] = {}
     points = itertools.product(
-        grid.dataset, grid.variant, grid.s0, grid.seed, grid.prediction_type, grid.loss_space, grid.model
+        grid.dataset, grid.variant, grid.s0, grid.seed, grid.prediction_type, grid.loss_space, grid.model, grid.forward
     )
-    for dataset, variant, s0, seed, prediction_type, loss_space, model in points:
+    for dataset, variant, s0, seed, prediction_type, loss_space, model, forward in points:
         variant = "sdm" if s0 == 0 else variant
+        forward = "paper" if s0 == 0 else forward  # at s0 = 0 both marginals are plain DDPM's, bit for bit
         targets = {"prediction_type": prediction_type, "loss_space": loss_space, "model": model}
-        name = run_name(dataset, variant, s0, seed, base.protocol_label, **targets)
+        name = run_name(dataset, variant, s0, seed, base.protocol_label, **targets, forward=forward)
         if name not in runs:
             try:
                 config = base.replace(
@@ -279,6 +282,7 @@ def grid_runs(grid: SweepGrid, sweep_dir: str | os.PathLike) -> list[Run]:
                     s0=s0,
                     seed=seed,
                     **targets,
+                    forward=forward,
                     output_dir=_for_config(Path(sweep_dir) / "runs" / name),
                 )
             except ValueError as error:
@@ -365,7 +369,7 @@ def read_results(sweep_dir: str | os.PathLike):
             f"-p output_dir {sweep_dir})"
         )
     text_columns = ("run_id", "status", "dataset", "variant", "model_size", "error", "grid", "unavailable")
-    text_columns += ("protocol", "resqueeze", "clip_box", "initial_squeeze", "sampler", "evaluation")
+    text_columns += ("protocol", "resqueeze", "clip_box", "initial_squeeze", "sampler", "evaluation", "forward")
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={c: str for c in text_columns})
     for column in text_columns:
         if column in frame:
@@ -405,6 +409,7 @@ def run_one(
         **{k: getattr(config, k) for k in ("resqueeze", "clip_box", "initial_squeeze", "prc_num_real")},
         "protocol": config.protocol_label,
         **{k: getattr(config, k) for k in DEFAULT_TARGETS},
+        "forward": config.forward,
         **{k: getattr(config, k) for k in EVALUATION_AXES},
         "num_eval_samples": config.num_eval_samples,
         "run_dir": _relative(config.run_dir, sweep_dir),

@@ -221,7 +221,7 @@ def test_split_conv_is_exact_in_float_and_beats_one_quantizer_on_disparate_range
         ({"method": "brecq"}, "method must be one of ('ptq4dm', 'qdiffusion', 'minmax')"),
         ({"calibration": "random"}, "calibration must be one of"),
         ({"calibration_size": 16, "batch_size": 32}, "calibration_size must be at least batch_size=32, got 16"),
-        ({"sampler": "euler"}, "sampler must be one of ('ddpm', 'ddim'), got 'euler'"),
+        ({"sampler": "euler"}, "sampler must be one of ('ddpm', 'ddim', 'exact', 'exact_ddim'), got 'euler'"),
         ({"reconstruction": True}, "reconstruction must be a string"),
     ],
 )

@@ -88,3 +88,45 @@ def test_one_run_evaluated_under_several_samplers_keeps_each_evaluation(tmp_path
     assert (folder / "metrics.json").stat().st_mtime_ns == stamp  # finished: skipped
     images = torch.cat([load_file(p)["images"] for p in sorted((folder / "samples").rglob("*.safetensors"))])
     assert images.dtype == torch.uint8 and len(images) == config.num_eval_samples
+
+
+@pytest.mark.parametrize("forward", ["paper", "exact"])
+def test_every_sampler_is_built_from_the_runs_scheduler_config(forward):
+    from sdmlib.ddim import SqueezedDDIMScheduler
+    from sdmlib.exact import SqueezedExactScheduler
+    from sdmlib.scheduler import SqueezedDDPMScheduler
+
+    run = SqueezedDDPMScheduler(s0=-0.4, variant="hdm", prediction_type="v_prediction", forward=forward)
+    expected = {"ddpm": SqueezedDDPMScheduler, "ddim": SqueezedDDIMScheduler, "exact": SqueezedExactScheduler,
+                "exact_ddim": SqueezedExactScheduler}
+    for name in SAMPLER_NAMES:
+        built = build_scheduler(name, run.config)
+        assert type(built) is expected[name]
+        for key in ("s0", "variant", "prediction_type", "forward", "principal_axis", "resqueeze"):
+            assert built.config[key] == run.config[key], (name, key)
+
+
+def test_trained_run_under_ddim_and_the_exact_samplers(tmp_path, tiny_run):
+    """Each sampler evaluates the same trained run into its own folder, with its own scheduler and η."""
+    from sdmlib.evaluate import evaluate_run
+
+    config = TrainConfig.from_mapping(
+        {**tiny_run, "s0": -0.4, "train_steps": 2, "metrics": ["pca_fd"], "num_eval_samples": 4,
+         "num_grid_samples": 4, "num_inference_steps": 2, "output_dir": str(tmp_path / "run")}
+    )
+    run_dir = training.train(config, progress=False)
+    expected = {
+        ("ddim", -1.0): ("ddim-steps2", "SqueezedDDIMScheduler", {"eta": 0.0}),
+        ("exact", -1.0): ("exact-steps2", "SqueezedExactScheduler", {"eta": 1.0}),
+        ("exact_ddim", -1.0): ("exact_ddim-steps2", "SqueezedExactScheduler", {"eta": 0.0}),
+        ("ddim", 1.0): ("ddim-steps2-eta1", "SqueezedDDIMScheduler", {"eta": 1.0}),
+    }
+    grids = {}
+    for (sampler, eta), (label, scheduler, kwargs) in expected.items():
+        result = evaluate_run(config.replace(sampler=sampler, eta=eta), progress=False)
+        folder = run_dir / "evaluations" / label
+        assert json.loads((folder / "metrics.json").read_text())["sampling"]["scheduler"] == scheduler
+        assert result["sampling"]["step_kwargs"] == kwargs and result["metrics"]["pca_fd"] > 0
+        grids[label] = (folder / "samples_grid.png").read_bytes()
+    assert len(set(grids.values())) == len(grids)  # four samplers, four different grids from the same noise
+    assert not (run_dir / "metrics.json").exists()  # the paper's evaluation was never asked for

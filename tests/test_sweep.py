@@ -457,24 +457,29 @@ def test_a_run_counts_as_finished_only_when_its_metrics_file_exists(tmp_path):
 def test_evaluation_axes_train_once_and_record_a_row_per_sampler_setting(tmp_path, tiny_run):
     """num_inference_steps (and sampler, η) as grid axes: one training run, its own evaluation, and one row and
     one evaluations/<label> folder per point; a second launch skips all of it."""
-    grid = write_grid(tmp_path, tiny_run, s0=[-0.5], num_inference_steps=[2, 3])
+    grid = write_grid(tmp_path, tiny_run, s0=[-0.5], sampler=["ddpm", "ddim"], num_inference_steps=[2], eta=[-1, 0.5])
     sweep_dir = tmp_path / "sweep"
     (run,) = grid_runs(SweepGrid.read(grid), sweep_dir)
-    assert [(p.sampler, p.num_inference_steps) for p in run.evaluations] == [("ddpm", 2), ("ddpm", 3)]
+    # η = 0.5 pairs with ddim only: ddpm takes no η
+    assert [(p.sampler, p.num_inference_steps, p.eta) for p in run.evaluations] == [
+        ("ddpm", 2, -1), ("ddim", 2, -1), ("ddim", 2, 0.5)
+    ]
     report = run_sweep(sweep_config(grid, sweep_dir), progress=False)
     assert report.finished == [run.run_id] and not report.failed
     rows = ResultsTable(sweep_dir / "results.csv").by_run_id()
-    assert set(rows) == {run.run_id, f"{run.run_id}@ddpm-steps2", f"{run.run_id}@ddpm-steps3"}
-    point = rows[f"{run.run_id}@ddpm-steps2"]
-    assert point["status"] == "finished" and point["num_inference_steps"] == "2"
-    assert point["evaluation"] == "evaluations/ddpm-steps2" and float(point["pca_fd"]) > 0
-    assert (sweep_dir / point["metrics_json"]).parent == run.config.run_dir / "evaluations" / "ddpm-steps2"
+    labels = ("ddpm-steps2", "ddim-steps2", "ddim-steps2-eta0.5")
+    assert set(rows) == {run.run_id, *(f"{run.run_id}@{label}" for label in labels)}
+    point = rows[f"{run.run_id}@ddim-steps2-eta0.5"]
+    assert point["status"] == "finished" and point["num_inference_steps"] == "2" and point["sampler"] == "ddim"
+    assert point["evaluation"] == "evaluations/ddim-steps2-eta0.5" and float(point["pca_fd"]) > 0
+    assert (sweep_dir / point["metrics_json"]).parent == run.config.run_dir / "evaluations" / "ddim-steps2-eta0.5"
+    assert json.loads((sweep_dir / point["metrics_json"]).read_text())["sampling"]["step_kwargs"] == {"eta": 0.5}
     trained = (run.config.run_dir / "training.json").stat().st_mtime_ns
     again = run_sweep(sweep_config(grid, sweep_dir), progress=False)
     assert again.skipped == [run.run_id] and (run.config.run_dir / "training.json").stat().st_mtime_ns == trained
 
     # A lost point makes the run unfinished; the next launch evaluates only that point (no retraining).
-    (run.config.run_dir / "evaluations" / "ddpm-steps3" / "metrics.json").unlink()
+    (run.config.run_dir / "evaluations" / "ddim-steps2" / "metrics.json").unlink()
     assert sweep_status([run], sweep_dir).state.tolist() == ["interrupted"]
     assert run_sweep(sweep_config(grid, sweep_dir), progress=False).finished == [run.run_id]
     assert (run.config.run_dir / "training.json").stat().st_mtime_ns == trained

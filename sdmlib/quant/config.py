@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 from ..config import TypedConfig, _one_of
+from ..samplers import SAMPLER_NAMES
 
 METHODS = ("ptq4dm", "qdiffusion", "minmax")
 WEIGHT_BITS = (4, 8)
@@ -26,7 +27,7 @@ ACTIVATION_BITS = (8, 16)  # 8 is the papers'; 16 isolates the weight error
 CALIBRATIONS = ("ndtc", "uniform", "noised_real", "single_timestep")
 NDTC_LABELLINGS = ("paper", "code")
 SWITCHES = ("auto", "on", "off")
-SAMPLERS = ("ddpm", "ddim")  # the run's SqueezedDDPMScheduler, or a SqueezedDDIMScheduler from its config (η = 0)
+SAMPLERS = SAMPLER_NAMES  # sdmlib.samplers: ddpm (the run's), ddim (η = 0), exact, exact_ddim
 
 METHOD_DEFAULTS = {
     "ptq4dm": {"calibration": "ndtc", "shortcut_split": False, "reconstruction": False},

@@ -1,33 +1,23 @@
-"""The samplers that calibration sets and quantized samples are drawn with, by name.
-
-A sampler here is a diffusers scheduler with `set_timesteps`, `initial_noise` and `step`: the run's own
-`SqueezedDDPMScheduler` ("ddpm"), or a `SqueezedDDIMScheduler` with the run's squeeze ("ddim", stepped with η = 0,
-Q-Diffusion's setting). Another plugs in by adding its name to `config.SAMPLERS` and a constructor to
-`SAMPLER_BUILDERS`.
+"""The samplers that calibration sets and quantized samples are drawn with, by name: `sdmlib.samplers`' registry
+(ddpm, the run's own; ddim, stepped with η = 0 as Q-Diffusion; exact; exact_ddim), each built from the run's
+scheduler config, so it keeps the run's squeeze, forward process and prediction type.
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
-from typing import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 
-from ..ddim import SqueezedDDIMScheduler
-from .config import SAMPLERS
-
-# name -> function(the run's scheduler) -> a fresh scheduler of that kind
-SAMPLER_BUILDERS: dict[str, Callable] = {
-    "ddpm": copy.deepcopy,
-    "ddim": lambda run_scheduler: SqueezedDDIMScheduler.from_config(run_scheduler.config),
-}
+from .. import samplers
 
 
 def build_sampler(name: str, run_scheduler):
-    if name not in SAMPLERS or name not in SAMPLER_BUILDERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {name!r}")
-    return SAMPLER_BUILDERS[name](run_scheduler)
+    """A fresh scheduler of sampler `name` with the run's configuration; it remembers its name, so `trajectory`
+    steps it with that sampler's own η."""
+    sampler = samplers.build_scheduler(name, run_scheduler.config)
+    sampler.sampler_name = name
+    return sampler
 
 
 @torch.no_grad()
@@ -39,8 +29,8 @@ def trajectory(
     device = next(unet.parameters()).device
     size = unet.config.sample_size
     shape = (num_samples, unet.config.in_channels, size, size)
-    # Deterministic DDIM (η = 0) for a scheduler whose step takes η; looked up once, not per step.
-    step_kwargs = {"eta": 0.0} if "eta" in inspect.signature(sampler.step).parameters else {}
+    # Each sampler with its own η (ddim: 0, deterministic as in Q-Diffusion; exact: 1); looked up once, not per step.
+    step_kwargs = samplers.step_kwargs(getattr(sampler, "sampler_name", "ddpm"))
     sampler.set_timesteps(num_inference_steps)
     x = sampler.initial_noise(shape, generator=generator).to(device)
     for index, t in enumerate(sampler.timesteps):
