@@ -27,7 +27,8 @@
 #    sampler with both re-squeezes, over $s_0 \in [-1, 1]$ and 10 to 1000 steps: the variance bias along $\hat v$
 #    and $\hat v^\perp$, split into the part plain DDPM has at the same number of steps and the part $s_0$ adds,
 #    and the Fréchet distance to the data. The claims (a)–(c) below are asserted.
-# 2. **Trained tiny models** (the lead fills this part).
+# 2. **Trained tiny models** on the offline `photos` (s0 = 0 and −0.4): the offline metric against the number of
+#    network evaluations for each sampler, and how many DDIM steps match DDPM's.
 #
 # For Gaussian data and the exact (affine) predictor every sampler here is an affine map of Gaussian noise, so the
 # law of its output is Gaussian and its moments are propagated exactly, read off the real `step` of each scheduler
@@ -47,6 +48,16 @@ monte_carlo_samples = 4000  # samples per Monte Carlo run: relative SE of a vari
 z_limit = 4.5  # Monte Carlo tolerance in standard errors (about 40 statistics: a false alarm below 1e-3)
 plain_ratio = 1.15  # (b): |bias(s0)| ≤ plain_ratio · |bias(0)| + plain_slack at 1000 steps, both directions
 plain_slack = 0.002  # (b): absolute slack of that bound (0.2 percentage points)
+# part 2: trained tiny models on the offline photos (quick defaults; the README gives the larger settings)
+trained_params = ["params/quick.yaml"]  # TrainConfig YAML files of the trained runs, applied in order
+trained_overrides = {"image_size": 16, "train_steps": 60, "batch_size": 16, "lr_warmup_steps": 10,
+                     "checkpoint_every": 60, "num_eval_samples": 64, "eval_batch_size": 64, "num_grid_samples": 16,
+                     "pca_components": 8, "metrics": ["pca_fd"]}  # on top of trained_params
+trained_s0_values = [0.0, -0.4]  # one trained run per s0
+trained_forward = "paper"  # the training marginal of those runs: paper (the authors') | exact
+trained_samplers = ["ddpm", "ddim", "exact", "exact_ddim"]  # each with its own η (sdmlib.samplers)
+trained_steps = [5, 10, 20]  # numbers of sampling steps (each step is one network evaluation)
+reference_steps = 20  # "how many steps of each sampler match ddpm at this many?" (the paper samples with 50)
 
 # %%
 import time
@@ -220,10 +231,10 @@ for name in exact_samplers:
     for direction in directions:
         bound = plain_ratio * rows_1000[f"{direction}_plain"].abs() + plain_slack
         assert (rows_1000[direction].abs() <= bound).all(), (name, direction, rows_1000[direction])
-paper_1000 = at_1000[at_1000.sampler.str.startswith("paper")]
+paper_1000 = at_1000[at_1000.sampler.str.startswith("paper") | (at_1000.sampler == "ddim")]
 paper_misses = (paper_1000.variance_error_axis.abs() > plain_ratio * paper_1000.variance_error_axis_plain.abs() + plain_slack)
 assert paper_misses[paper_1000.s0.abs() >= 0.5].all()
-print("(b) holds for the exact samplers at every s0; the paper's sampler misses it at every |s0| ≥ 0.5")
+print("(b) holds for the exact samplers at every s0; the paper's sampler and squeezed DDIM miss it at every |s0| ≥ 0.5")
 
 for name in exact_samplers:
     for s0, rows_s0 in biases[biases.sampler == name].groupby("s0"):
@@ -267,6 +278,10 @@ plt.show()
 #   it ($\pm 1.7$ points at 50 steps on DDPM's $-22.6\%$): it is the squeeze changing the signal-to-noise ratio along
 #   $\hat v$, hence how much $\mathrm{Var}(x_0 \mid x_t)$ the plug-in $\hat x_0$ drops, not a drift. On $\hat v^\perp$
 #   (SDM leaves it unsqueezed) every sampler has DDPM's (DDIM's) bias.
+# * **Squeezed DDIM** (whiten, DDIM, re-squeeze with the next timestep's $S$) inherits the paper's drift: at 1000
+#   steps $-25.3\%$ / $+46.5\%$ at $s_0 = -1$ / $+1$ where plain DDIM's is $-0.66\%$; at 50 steps $-34.6\%$ /
+#   $+32.7\%$ against $-11.7\%$. Whitening with $S_t$ and re-squeezing with $S_{t'}$ is the telescoping of eq. (12)
+#   whatever update sits between them; the exact deterministic sampler is the DDIM to use with a squeeze.
 # * **The deterministic sampler is the better one here**, at every step count: its plain bias is about half the
 #   ancestral one's ($-11.7\%$ against $-22.6\%$ along $\hat v$ at 50 steps) and its Fréchet distance a third.
 # * **What the exact process costs**: a network trained on its marginal (`forward="exact"`; the paper's marginal
@@ -293,7 +308,78 @@ figures.save_json(output_dir / "05_samplers.json", summary)
 print(f"part 1: {runtime_seconds:.1f} s")
 
 # %% [markdown]
-# ## 2. Trained tiny models
+# ## 2. Trained tiny models: the offline metric against network evaluations
 #
-# The lead fills this part: trained tiny models on `photos` (s0 = 0 and s0 = −0.4), the offline metric against the
-# number of network evaluations for each sampler.
+# One tiny UNet per $s_0$, trained once on the offline photographs (the paper's marginal unless
+# `trained_forward="exact"`), then sampled by every sampler at every number of steps, each with its own $\eta$
+# (`sdmlib.samplers`: ddpm, the paper's; ddim, $\eta = 0$; exact, $\eta = 1$; exact_ddim, $\eta = 0$). Each
+# evaluation lands in the run folder's `evaluations/<sampler>-steps<N>/`, so a re-run skips it. Every step calls
+# the network once, so steps are network evaluations. The metric is the Fréchet distance in pixel-PCA space
+# (`pca_fd`, lower is better; FID needs Inception weights, which are not available offline).
+#
+# With the quick defaults the models train for seconds: the numbers show that every sampler runs on a trained run
+# and where each lands, not a ranking of samplers. The README has the larger run.
+
+# %%
+from sdmlib.config import TrainConfig
+from sdmlib.sampler_runs import evaluate_samplers, steps_to_match
+
+part2_start = time.perf_counter()
+torch.set_num_threads(max(1, torch.get_num_threads()))
+trained = []
+for s0 in trained_s0_values:
+    run_config = TrainConfig.load(*trained_params, **{
+        **trained_overrides, "s0": s0, "forward": trained_forward if s0 != 0 else "paper", "seed": seed,
+        "output_dir": str(output_dir / "05_runs" / f"s0_{s0 + 0.0:g}-{trained_forward}"),
+    })
+    trained.append(evaluate_samplers(run_config, trained_samplers, trained_steps, progress=False))
+trained = pd.concat(trained, ignore_index=True)
+part2_seconds = time.perf_counter() - part2_start
+print(trained.pivot_table(index=["s0", "steps"], columns="sampler", values="pca_fd")[trained_samplers]
+      .to_string(float_format="{:.2f}".format))
+print(f"part 2: {part2_seconds:.0f} s")
+
+# %% [markdown]
+# **A check that needs no trained quality:** at $s_0 = 0$ the exact ancestral sampler *is* DDPM (the exact marginals
+# are DDPM's, and $\eta = 1$ is the DDPM posterior; it draws the same noise), so the two give the same images from
+# the same noise: their `pca_fd` agree to $10^{-3}$ relative (float32 arithmetic in different orders, then rounding
+# to 8-bit images). The deterministic pair differs where $\hat x_0$ is clipped (these runs clip it to the images'
+# box, as the paper does): diffusers' DDIM keeps the *unclipped* $\hat\varepsilon$ in its update
+# (`use_clipped_model_output=False`), the exact sampler re-derives the direction from the clipped $\hat x_0$, as
+# DDPM's posterior does. With weakly trained models clipping acts at many steps, which is DDIM's gap in the table.
+#
+# **How many steps of each sampler match `ddpm` at `reference_steps`?** The fewest measured steps whose `pca_fd` is
+# at most `ddpm`'s there (NaN: none of the measured counts).
+
+# %%
+at_zero = trained[trained.s0 == 0].pivot(index="steps", columns="sampler", values="pca_fd")
+if {"ddpm", "exact"} <= set(at_zero):
+    agreement = ((at_zero.ddpm - at_zero.exact).abs() / at_zero.ddpm).max()
+    assert agreement <= 1e-3, f"exact (η = 1) is not DDPM at s0 = 0: relative pca_fd difference {agreement:.2e}"
+    print(f"s0 = 0: ddpm and exact (η = 1) agree to {agreement:.1e} relative")
+if "ddpm" in trained_samplers and reference_steps in trained_steps:
+    matching = steps_to_match(trained, "ddpm", reference_steps)
+    print(f"fewest steps matching ddpm at {reference_steps} steps:")
+    print(matching.to_string(float_format="{:.0f}".format))
+
+# %%
+with sns.axes_style("whitegrid"):
+    fig, panels = plt.subplots(1, len(trained_s0_values), figsize=(4.5 * len(trained_s0_values), 3.8), sharey=True,
+                               squeeze=False)
+    for panel, (s0, rows_s0) in zip(panels[0], trained.groupby("s0", sort=False)):
+        for sampler, rows in rows_s0.groupby("sampler", sort=False):
+            rows = rows.sort_values("steps")
+            panel.plot(rows.steps, rows.pca_fd, marker="o", label=sampler)
+        panel.set(xscale="log", xlabel="network evaluations (steps)", title=f"s0 = {s0:+g}")
+    panels[0][0].set_ylabel("pca_fd (lower is better)")
+    panels[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+figures.save_figure(fig, output_dir / "05_metric_vs_steps.png")
+plt.show()
+
+# %%
+summary["trained"] = dict(
+    params=trained_params, overrides=trained_overrides, forward=trained_forward, samplers=trained_samplers,
+    steps=trained_steps, rows=trained.to_dict(orient="records"), seconds=part2_seconds,
+)
+figures.save_json(output_dir / "05_samplers.json", summary)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from .ddim import SqueezedDDIMScheduler
 from .drift_study import GaussianMoments, distribution_errors, make_scheduler
 from .exact import SqueezedExactScheduler
 from .gaussian import optimal_noise_predictor
@@ -107,11 +108,15 @@ def exact_predictor_errors(
 def study_samplers(axis: AxisLike) -> dict[str, tuple[Callable, dict]]:
     """The samplers of notebook 05, by name: (a function of s0 returning a fresh scheduler, the step's kwargs).
 
-    The paper's sampler with eq. (7)'s re-squeeze ("paper_previous") and the authors' ("paper_current"); the exact
-    posterior of forward="exact", ancestral (η = 1) and deterministic (η = 0). All without clipping (Gaussian data is
-    unbounded). A new sampler (squeezed DDIM) joins the study by one entry here.
+    The paper's sampler with eq. (7)'s re-squeeze ("paper_previous") and the authors' ("paper_current"); squeezed
+    DDIM (η = 0, the paper's marginal, re-squeezed with the next timestep's S as eq. 7); the exact posterior of
+    forward="exact", ancestral (η = 1) and deterministic (η = 0). All without clipping (Gaussian data is
+    unbounded). A new sampler joins the study by one entry here.
     """
     axis = unit_axis(axis).tolist()
+
+    def ddim(s0: float) -> SqueezedDDIMScheduler:
+        return SqueezedDDIMScheduler(s0=s0, principal_axis=axis, clip_sample=False)
 
     def exact(s0: float) -> SqueezedExactScheduler:
         return SqueezedExactScheduler(s0=s0, principal_axis=axis, clip_sample=False, forward="exact")
@@ -119,6 +124,7 @@ def study_samplers(axis: AxisLike) -> dict[str, tuple[Callable, dict]]:
     return {
         "paper_previous": (lambda s0: make_scheduler(axis, s0, "previous"), {}),
         "paper_current": (lambda s0: make_scheduler(axis, s0, "current"), {}),
+        "ddim": (ddim, {"eta": 0.0}),
         "exact_ancestral": (exact, {"eta": 1.0}),
         "exact_deterministic": (exact, {"eta": 0.0}),
     }

@@ -47,8 +47,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SDM_CACHE_DIR") or PROJECT_ROOT / "outputs" / "cache")
 
 
-# Keys that may change between invocations of the same run without changing what it computes.
-HARMLESS_KEYS = ("num_workers", "eval_batch_size", "inception_weights", "vgg_weights", "output_dir", "log_every")
+# Keys that may change between invocations of the same run without changing what it computes. The sampler and its η
+# only choose how a trained run is sampled; each evaluation is written under its own name (sdmlib.evaluate).
+HARMLESS_KEYS = (
+    "num_workers", "eval_batch_size", "inception_weights", "vgg_weights", "output_dir", "log_every", "sampler", "eta"
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -69,7 +72,8 @@ def prepare_run_dir(config: TrainConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
     if config_path.exists():
-        recorded = json.loads(config_path.read_text())
+        # A field added after the run was recorded holds its default there: the run was made with it.
+        recorded = {**TrainConfig().to_dict(), **json.loads(config_path.read_text())}
         current = config.to_dict()
         differing = sorted(
             key

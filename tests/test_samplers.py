@@ -130,3 +130,18 @@ def test_trained_run_under_ddim_and_the_exact_samplers(tmp_path, tiny_run):
         grids[label] = (folder / "samples_grid.png").read_bytes()
     assert len(set(grids.values())) == len(grids)  # four samplers, four different grids from the same noise
     assert not (run_dir / "metrics.json").exists()  # the paper's evaluation was never asked for
+
+
+def test_a_run_recorded_before_samplers_existed_is_still_the_same_run(tmp_path, tiny_run):
+    """config.json of an older run lacks sampler, eta and forward: it was made with their defaults, so neither
+    resuming it nor asking it for another sampler is a run-folder conflict; a real difference still is."""
+    config = TrainConfig.from_mapping({**tiny_run, "output_dir": str(tmp_path / "run")})
+    run_dir = training.prepare_run_dir(config)
+    old = json.loads((run_dir / "config.json").read_text())
+    for key in ("sampler", "eta", "forward"):
+        del old[key]
+    (run_dir / "config.json").write_text(json.dumps(old))
+    training.prepare_run_dir(config)
+    training.prepare_run_dir(config.replace(sampler="ddim", eta=0.5))  # evaluating it otherwise: same run
+    with pytest.raises(training.RunFolderConflictError, match=r"forward: 'paper' \(recorded\) vs 'exact' \(now\)"):
+        training.prepare_run_dir(config.replace(s0=-0.5, forward="exact"))
