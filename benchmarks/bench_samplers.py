@@ -5,28 +5,23 @@
 Prints
   (a) the median time of SqueezedDDIMScheduler.step (s0 = −0.4) and of DDIMScheduler.step on a CIFAR-sized batch
       (128×3×32×32), and their ratio (the target is ≤ 2.5×, as for DDPM in bench_scheduler.py);
-  (b) sampling throughput, images/s, of each sampler in SAMPLERS at each number of steps, with the tiny UNet
+      and the same for the exact scheduler's step against DDPMScheduler.step;
+  (b) sampling throughput, images/s, of every sampler of `sdmlib.samplers` at each number of steps, with the tiny UNet
       (`sdmlib.models.build_unet("tiny", 32)`), batch 16: the whole loop, network evaluations included.
 Machines are noisy; only the ratios mean something, and timings never go into tests.
 """
 
 import argparse
-import copy
 import statistics
 import time
 
 import torch
 from bench_scheduler import median_times
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 
-from sdmlib import SqueezedDDIMScheduler, SqueezedDDPMScheduler
+from sdmlib import SqueezedDDIMScheduler, SqueezedDDPMScheduler, SqueezedExactScheduler
 from sdmlib.models import build_unet
-
-# name -> (builder(the run's scheduler) -> a sampler, keyword arguments of its step)
-SAMPLERS = {
-    "ddpm": (copy.deepcopy, {}),
-    "ddim": (lambda run_scheduler: SqueezedDDIMScheduler.from_config(run_scheduler.config), {"eta": 0.0}),
-}
+from sdmlib.samplers import SAMPLER_NAMES, build_scheduler, step_kwargs
 
 
 @torch.no_grad()
@@ -80,15 +75,23 @@ def main():
     print(f"\n(a) step, batch {args.batch}x3x{args.size}x{args.size}")
     print(f"{'operation':32s} {'sdmlib (ms)':>12s} {'diffusers (ms)':>15s} {'ratio':>7s}")
     print(f"{'SqueezedDDIM vs DDIM step':32s} {ours * 1e3:12.3f} {base * 1e3:15.3f} {ours / base:7.2f}")
+    exact, ddpm = SqueezedExactScheduler(s0=-0.4, principal_axis=[0.57, 0.59, 0.57], forward="exact"), DDPMScheduler()
+    exact.set_timesteps(50)
+    ddpm.set_timesteps(50)
+    generator = torch.Generator(device).manual_seed(0)
+    ours, base = median_times(
+        lambda: exact.step(eps, t, x, generator=generator), lambda: ddpm.step(eps, t, x, generator=generator), device
+    )
+    print(f"{'SqueezedExact vs DDPM step':32s} {ours * 1e3:12.3f} {base * 1e3:15.3f} {ours / base:7.2f}")
 
     # (b) Throughput of whole sampling runs with the tiny UNet.
     unet = build_unet("tiny", args.size).to(device).eval()
     run_scheduler = SqueezedDDPMScheduler(s0=-0.4, principal_axis=[0.57, 0.59, 0.57])
     print(f"\n(b) images/s, tiny UNet, batch {args.sample_batch}, median of {args.repeats} runs")
     print(f"{'sampler':10s}" + "".join(f"{f'{n} steps':>12s}" for n in args.steps))
-    for name, (build, step_kwargs) in SAMPLERS.items():
-        sampler = build(run_scheduler)
-        rates = [throughput(unet, sampler, step_kwargs, args.sample_batch, n, device, args.repeats) for n in args.steps]
+    for name in SAMPLER_NAMES:
+        sampler, kwargs = build_scheduler(name, run_scheduler.config), step_kwargs(name)
+        rates = [throughput(unet, sampler, kwargs, args.sample_batch, n, device, args.repeats) for n in args.steps]
         print(f"{name:10s}" + "".join(f"{rate:12.2f}" for rate in rates))
 
 
