@@ -486,6 +486,8 @@ def test_evaluation_axes_train_once_and_record_a_row_per_sampler_setting(tmp_pat
 
 
 def test_evaluation_axes_refuse_bad_values_before_anything_runs(tmp_path, tiny_run):
+    # Without evaluation axes a run is evaluated once, its own way, and records one row (as before samplers).
+    assert all(run.evaluations == () for run in grid_runs(SweepGrid.read(write_grid(tmp_path, tiny_run)), tmp_path))
     with pytest.raises(ValueError, match=r"sampler must be one of .*got 'plms'"):
         grid_runs(SweepGrid.read(write_grid(tmp_path, tiny_run, sampler=["plms"])), tmp_path / "s")
     with pytest.raises(ValueError, match=r"overrides must not set \['sampler'\]"):
