@@ -9,7 +9,7 @@ only the update between whitening and re-squeezing changes:
 | ------------ | ---------------------------------------- | ----------- | ------------------------------------------- |
 | `ddpm`       | `scheduler`: `SqueezedDDPMScheduler`     | —           | the paper's sampler (eqs. 5–7), ancestral   |
 | `ddim`       | `ddim`: `SqueezedDDIMScheduler`          | 0 (any ≥ 0) | whiten, DDIM (Song et al.), re-squeeze      |
-| `exact`      | `exact`: `SqueezedExactScheduler`        | 1 (any ≥ 0) | the exact per-direction posterior           |
+| `exact`      | `exact`: `SqueezedExactScheduler`        | 1 (0 to 1)  | the exact per-direction posterior           |
 | `exact_ddim` | `exact`: `SqueezedExactScheduler`        | 0           | deterministic, from the exact marginals     |
 
 `eta = None` (or −1 in a config) means the sampler's own η. The classes are imported when first built, so this
@@ -32,6 +32,7 @@ class Sampler:
     default_eta: float | None  # None: the step takes no η
     eta_settable: bool  # whether another η may be asked for
     description: str
+    max_eta: float | None = None  # the largest η the step accepts, if bounded
 
     def scheduler_class(self):
         module, name = self.scheduler.split(":")
@@ -43,7 +44,7 @@ SAMPLERS: dict[str, Sampler] = {
     for s in (
         Sampler("ddpm", "sdmlib.scheduler:SqueezedDDPMScheduler", None, False, "the paper's squeezed DDPM (eqs. 5-7)"),
         Sampler("ddim", "sdmlib.ddim:SqueezedDDIMScheduler", 0.0, True, "squeezed DDIM"),
-        Sampler("exact", "sdmlib.exact:SqueezedExactScheduler", 1.0, True, "exact per-direction posterior"),
+        Sampler("exact", "sdmlib.exact:SqueezedExactScheduler", 1.0, True, "exact per-direction posterior", 1.0),
         Sampler("exact_ddim", "sdmlib.exact:SqueezedExactScheduler", 0.0, False, "exact marginals, deterministic"),
     )
 }
@@ -67,6 +68,10 @@ def resolve_eta(name: str, eta: float | None) -> float | None:
         own = "takes no eta" if sampler.default_eta is None else f"has eta = {sampler.default_eta:g} by definition"
         settable = [s.name for s in SAMPLERS.values() if s.eta_settable]
         raise ValueError(f"eta={eta!r} was asked of sampler {name!r}, which {own}; samplers with an eta: {settable}")
+    if sampler.max_eta is not None and eta > sampler.max_eta:
+        raise ValueError(
+            f"eta must lie in [0, {sampler.max_eta:g}] for sampler {name!r} (1 is its exact posterior), got {eta!r}"
+        )
     return float(eta)
 
 

@@ -31,6 +31,7 @@ def test_each_sampler_resolves_its_own_eta_and_labels_its_folder():
         ({"sampler": "ddim", "eta": -0.5}, r"eta must be a finite number ≥ 0 \(or -1: the sampler's own\), got -0.5"),
         ({"sampler": "ddpm", "eta": 0.5}, r"eta=0.5 was asked of sampler 'ddpm', which takes no eta"),
         ({"sampler": "exact_ddim", "eta": 1.0}, r"'exact_ddim', which has eta = 0 by definition"),
+        ({"sampler": "exact", "eta": 1.5}, r"eta must lie in \[0, 1\] for sampler 'exact' .*got 1.5"),
         ({"sampler": "ddim", "num_inference_steps": 0}, r"num_inference_steps must be .*got 0"),
         ({"sampler": "ddim", "num_inference_steps": 1001}, r"num_inference_steps must be at most"),
     ],
