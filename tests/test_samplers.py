@@ -67,11 +67,13 @@ def test_an_untrained_run_is_refused_before_any_work(tmp_path, tiny_run):
 
 def test_one_run_evaluated_under_several_samplers_keeps_each_evaluation(tmp_path, tiny_run):
     """The paper's sampler writes into the run folder; a separate ddpm evaluation and every other sampler write
-    into evaluations/<label>; each is skipped when asked again, and none overwrites another."""
+    into evaluations/<label>, each with its own scheduler and η; each is skipped when asked again, and none
+    overwrites another. (One trained run for all of it: training is the slow part.)"""
     from sdmlib.evaluate import evaluate_run, evaluation_dir
 
     config = TrainConfig.from_mapping(
-        {**tiny_run, "s0": -0.4, "train_steps": 2, "metrics": ["pca_fd"], "output_dir": str(tmp_path / "run")}
+        {**tiny_run, "s0": -0.4, "train_steps": 2, "metrics": ["pca_fd"], "num_eval_samples": 4,
+         "num_grid_samples": 4, "output_dir": str(tmp_path / "run")}
     )
     run_dir = training.train(config, progress=False)
     first = evaluate_run(config, progress=False)
@@ -90,6 +92,24 @@ def test_one_run_evaluated_under_several_samplers_keeps_each_evaluation(tmp_path
     images = torch.cat([load_file(p)["images"] for p in sorted((folder / "samples").rglob("*.safetensors"))])
     assert images.dtype == torch.uint8 and len(images) == config.num_eval_samples
 
+    # The other samplers, on the same trained run.
+    config = config.replace(num_inference_steps=2)
+    expected = {
+        ("ddim", -1.0): ("ddim-steps2", "SqueezedDDIMScheduler", {"eta": 0.0}),
+        ("exact", -1.0): ("exact-steps2", "SqueezedExactScheduler", {"eta": 1.0}),
+        ("exact_ddim", -1.0): ("exact_ddim-steps2", "SqueezedExactScheduler", {"eta": 0.0}),
+        ("ddim", 1.0): ("ddim-steps2-eta1", "SqueezedDDIMScheduler", {"eta": 1.0}),
+    }
+    grids = {"ddpm-steps2": (folder / "samples_grid.png").read_bytes()}
+    for (sampler, eta), (label, scheduler, kwargs) in expected.items():
+        result = evaluate_run(config.replace(sampler=sampler, eta=eta), progress=False)
+        assert evaluation_dir(config.replace(sampler=sampler, eta=eta)) == run_dir / "evaluations" / label
+        recorded = json.loads((run_dir / "evaluations" / label / "metrics.json").read_text())
+        assert recorded["sampling"]["scheduler"] == scheduler and recorded["sampling"]["step_kwargs"] == kwargs
+        assert result["metrics"]["pca_fd"] > 0
+        grids[label] = (run_dir / "evaluations" / label / "samples_grid.png").read_bytes()
+    assert len(set(grids.values())) == len(grids)  # five samplers, five different grids from the same noise
+
 
 @pytest.mark.parametrize("forward", ["paper", "exact"])
 def test_every_sampler_is_built_from_the_runs_scheduler_config(forward):
@@ -105,32 +125,6 @@ def test_every_sampler_is_built_from_the_runs_scheduler_config(forward):
         assert type(built) is expected[name]
         for key in ("s0", "variant", "prediction_type", "forward", "principal_axis", "resqueeze"):
             assert built.config[key] == run.config[key], (name, key)
-
-
-def test_trained_run_under_ddim_and_the_exact_samplers(tmp_path, tiny_run):
-    """Each sampler evaluates the same trained run into its own folder, with its own scheduler and η."""
-    from sdmlib.evaluate import evaluate_run
-
-    config = TrainConfig.from_mapping(
-        {**tiny_run, "s0": -0.4, "train_steps": 2, "metrics": ["pca_fd"], "num_eval_samples": 4,
-         "num_grid_samples": 4, "num_inference_steps": 2, "output_dir": str(tmp_path / "run")}
-    )
-    run_dir = training.train(config, progress=False)
-    expected = {
-        ("ddim", -1.0): ("ddim-steps2", "SqueezedDDIMScheduler", {"eta": 0.0}),
-        ("exact", -1.0): ("exact-steps2", "SqueezedExactScheduler", {"eta": 1.0}),
-        ("exact_ddim", -1.0): ("exact_ddim-steps2", "SqueezedExactScheduler", {"eta": 0.0}),
-        ("ddim", 1.0): ("ddim-steps2-eta1", "SqueezedDDIMScheduler", {"eta": 1.0}),
-    }
-    grids = {}
-    for (sampler, eta), (label, scheduler, kwargs) in expected.items():
-        result = evaluate_run(config.replace(sampler=sampler, eta=eta), progress=False)
-        folder = run_dir / "evaluations" / label
-        assert json.loads((folder / "metrics.json").read_text())["sampling"]["scheduler"] == scheduler
-        assert result["sampling"]["step_kwargs"] == kwargs and result["metrics"]["pca_fd"] > 0
-        grids[label] = (folder / "samples_grid.png").read_bytes()
-    assert len(set(grids.values())) == len(grids)  # four samplers, four different grids from the same noise
-    assert not (run_dir / "metrics.json").exists()  # the paper's evaluation was never asked for
 
 
 def test_a_run_recorded_before_samplers_existed_is_still_the_same_run(tmp_path, tiny_run):
