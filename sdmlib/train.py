@@ -47,10 +47,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SDM_CACHE_DIR") or PROJECT_ROOT / "outputs" / "cache")
 
 
-# Keys that may change between invocations of the same run without changing what it computes. The sampler and its η
-# only choose how a trained run is sampled; each evaluation is written under its own name (sdmlib.evaluate).
+# Keys that may change between invocations of the same run without changing what it trains: the bookkeeping ones,
+# and every evaluation parameter (sampler, η, steps, …): each evaluation is written under its own name and
+# parameters (sdmlib.evaluate), so a trained run can be evaluated again in other ways without retraining.
 HARMLESS_KEYS = (
-    "num_workers", "eval_batch_size", "inception_weights", "vgg_weights", "output_dir", "log_every", "sampler", "eta"
+    "num_workers", "eval_batch_size", "inception_weights", "vgg_weights", "output_dir", "log_every", "sampler", "eta",
+    "num_inference_steps", "num_eval_samples", "metrics", "pca_components", "prc_num_real", "grid_seed",
+    "num_grid_samples",
 )
 
 

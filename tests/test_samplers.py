@@ -138,5 +138,6 @@ def test_a_run_recorded_before_samplers_existed_is_still_the_same_run(tmp_path, 
     (run_dir / "config.json").write_text(json.dumps(old))
     training.prepare_run_dir(config)
     training.prepare_run_dir(config.replace(sampler="ddim", eta=0.5))  # evaluating it otherwise: same run
+    training.prepare_run_dir(config.replace(num_inference_steps=7, num_eval_samples=3, metrics=["pca_fd"]))
     with pytest.raises(training.RunFolderConflictError, match=r"forward: 'paper' \(recorded\) vs 'exact' \(now\)"):
         training.prepare_run_dir(config.replace(s0=-0.5, forward="exact"))
