@@ -59,6 +59,7 @@ PROTOCOL_UNSET = {"resqueeze": "", "clip_box": "", "initial_squeeze": "", "prc_n
 # The paper's network and target keep run names as they were; any other value is appended to the name (run_name).
 DEFAULT_TARGETS = {"prediction_type": "epsilon", "loss_space": "epsilon", "model": "unet"}
 MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
+SWITCHES = ("auto", "on", "off")  # the speed options that "auto" turns on for CUDA
 
 # Relative paths in a config are relative to the repository root (where pyproject.toml is), so a run means the
 # same whether it is started from the repository root, from notebooks/ (JupyterLab, papermill --cwd) or elsewhere.
@@ -176,7 +177,12 @@ class TrainConfig(TypedConfig):
     ema_inv_gamma: float = 1.0  # EMA warm-up time scale (inv_gamma above)
     ema_power: float = 0.75  # EMA warm-up exponent (power above)
     mixed_precision: str = "auto"  # "auto": fp16 on CUDA, fp32 ("no") on CPU
-    num_workers: int = 4  # DataLoader workers
+    num_workers: int = 4  # DataLoader workers (the path when the data is not held on the device)
+    # speed (sdmlib.speed): how fast a step runs, not what it computes; CPU defaults leave CPU runs bit for bit as before
+    tf32: bool = True  # TF32 matrix products and convolutions on CUDA; no effect on the CPU
+    channels_last: str = "auto"  # NHWC layout of the UNet and its inputs: "on" | "off" | "auto" (on for CUDA)
+    compile: bool = False  # torch.compile the network (training and sampling); eager with a logged note if unavailable
+    data_on_device: str = "auto"  # training set as uint8 on the device: "on" | "off" | "auto" (CUDA, if it fits)
     # sampling and evaluation
     num_inference_steps: int = 50  # sampling steps (the paper: 50)
     sampler: str = "ddpm"  # one of sdmlib.samplers.SAMPLER_NAMES: ddpm (the paper's) | ddim | exact | exact_ddim
@@ -234,6 +240,8 @@ class TrainConfig(TypedConfig):
         if self.model == "jit":
             check_patching(self.image_size, self.patch_size, self.bottleneck_dim)
         _one_of("mixed_precision", self.mixed_precision, MIXED_PRECISIONS)
+        _one_of("channels_last", self.channels_last, SWITCHES)
+        _one_of("data_on_device", self.data_on_device, SWITCHES)
         for metric in self.metrics:
             _one_of("metrics", metric, METRIC_NAMES)
         if not math.isfinite(self.s0):
@@ -412,6 +420,7 @@ __all__ = [
     "MODEL_SIZES",
     "MODELS",
     "MIXED_PRECISIONS",
+    "SWITCHES",
     "METRIC_NAMES",
     "PROJECT_ROOT",
 ]

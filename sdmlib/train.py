@@ -16,6 +16,7 @@ if __name__ == "__main__":  # `python -m sdmlib.train`: parse (and answer --help
 
     raise SystemExit(train_main())
 
+import hashlib
 import json
 import math
 import os
@@ -25,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
@@ -39,6 +39,15 @@ from .models import build_jit, build_unet
 from .prediction import scales_at, training_loss
 from .pipeline import SqueezedDDPMPipeline
 from .scheduler import SqueezedDDPMScheduler
+from .speed import (
+    DeviceImages,
+    ForeachEMA,
+    SpeedPlan,
+    adamw_implementation,
+    apply_tf32,
+    dataset_bytes,
+    plan_speed,
+)
 
 
 def cache_dir() -> Path:
@@ -51,9 +60,27 @@ def cache_dir() -> Path:
 # and every evaluation parameter (sampler, η, steps, …): each evaluation is written under its own name and
 # parameters (sdmlib.evaluate), so a trained run can be evaluated again in other ways without retraining.
 HARMLESS_KEYS = (
-    "num_workers", "eval_batch_size", "inception_weights", "vgg_weights", "output_dir", "log_every", "sampler", "eta",
-    "num_inference_steps", "num_eval_samples", "metrics", "pca_components", "prc_num_real", "grid_seed",
+    "num_workers",
+    "eval_batch_size",
+    "inception_weights",
+    "vgg_weights",
+    "output_dir",
+    "log_every",
+    "sampler",
+    "eta",
+    "num_inference_steps",
+    "num_eval_samples",
+    "metrics",
+    "pca_components",
+    "prc_num_real",
+    "grid_seed",
     "num_grid_samples",
+    # The speed options change how a step is computed (kernels, layout, rounding on CUDA), not the run's batches,
+    # noise or model: a run started with one setting may be resumed with another (on another machine, say).
+    "tf32",
+    "channels_last",
+    "compile",
+    "data_on_device",
 )
 
 
@@ -219,10 +246,138 @@ def _prune_checkpoints(run_dir: Path, keep: int = 2) -> None:
 # Training.
 
 
-def resolve_mixed_precision(config: TrainConfig) -> str:
-    if config.mixed_precision != "auto":
-        return config.mixed_precision
-    return "fp16" if torch.cuda.is_available() else "no"
+def resolve_mixed_precision(config: TrainConfig, device: torch.device | None = None) -> str:
+    """The precision a run uses on `device` (default: this process's): see `sdmlib.speed.resolve_mixed_precision`."""
+    from .speed import resolve_mixed_precision as resolve
+
+    return resolve(config.mixed_precision, device or PartialState().device)[0]
+
+
+def check_process_split(batch_size: int, num_processes: int) -> int:
+    """The per-process batch; each process takes an equal share of every step's global batch."""
+    if batch_size % num_processes:
+        raise ValueError(
+            f"batch_size={batch_size} does not divide across {num_processes} processes: choose a batch_size that is "
+            f"a multiple of {num_processes}, or launch a number of processes that divides it"
+        )
+    return batch_size // num_processes
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One optimisation step, and the batches that feed it.
+
+
+@dataclass
+class StepParts:
+    """What one optimisation step touches; `forward` is `model` or its compiled wrapper (same parameters)."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module
+    forward: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    ema: EMAModel
+    scheduler: SqueezedDDPMScheduler
+    alphas_cumprod: torch.Tensor  # ᾱ_t on the device
+    channels_last: bool = False
+
+
+def training_batches(dataset, config: TrainConfig, plan: SpeedPlan, start: int, accelerator: Accelerator):
+    """(step, dataset indices, x_0 on the device (B/P, 3, S, S) in [−1, 1]) for steps start … train_steps − 1, this
+    process's share of each global batch. Both paths take the indices from `StepBatchSampler`, so they give the same
+    batches: on the device, a gather and a scale of the uint8 set held there (`DeviceImages`); otherwise a
+    DataLoader with workers and pinned memory, fetching ahead of the loop."""
+    sampler = StepBatchSampler(
+        len(dataset),
+        config.batch_size,
+        config.seed,
+        start,
+        config.train_steps,
+        accelerator.process_index,
+        accelerator.num_processes,
+    )
+    device = accelerator.device
+    steps = range(start, config.train_steps)
+    if plan.data_on_device:
+        images = DeviceImages(dataset, device)
+        for step, indices in zip(steps, sampler):
+            yield step, indices, images.batch(torch.tensor(indices))
+        return
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=config.num_workers, pin_memory=device.type == "cuda"
+    )
+    for step, indices, x0 in zip(steps, sampler, loader):
+        yield step, indices, x0.to(device, non_blocking=True)
+
+
+def step_randomness(
+    config: TrainConfig, x0: torch.Tensor, step: int, process_index: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(flipped x_0, ε, t) of step `step` on x_0's device, from one generator seeded by (seed, 2, step, process):
+    a random horizontal flip per image, the noise ε ~ N(0, I) and the timesteps t ~ U{0, …, T − 1}, drawn in
+    this order (the order is part of the run's (seed, step) → batch contract)."""
+    device = x0.device
+    generator = seeded_generator(config.seed, 2, step, process_index, device=device)
+    flip = torch.rand(x0.shape[0], 1, 1, 1, generator=generator, device=device) < 0.5
+    x0 = torch.where(flip, x0.flip(-1), x0)
+    noise = torch.randn(x0.shape, generator=generator, device=device)
+    timesteps = torch.randint(0, config.num_train_timesteps, (x0.shape[0],), generator=generator, device=device)
+    return x0, noise, timesteps
+
+
+def training_step(parts: StepParts, config: TrainConfig, x0: torch.Tensor, step: int) -> torch.Tensor:
+    """One optimisation step of eq. (4) on this process's x_0 (B/P, 3, S, S); returns the loss, on the device (never
+    read back here: that would synchronise the host with the device every step)."""
+    accelerator = parts.accelerator
+    x0, noise, timesteps = step_randomness(config, x0, step, accelerator.process_index)
+    # Eq. (4): x_t from add_noise, ε^sq = S_t ε; the loss of the output read as `prediction_type`, taken in
+    # `loss_space` (ε/ε: F.mse_loss against ε^sq, the paper's loss).
+    noisy, eps_sq = parts.scheduler.add_noise_and_target(x0, noise, timesteps)
+    if parts.channels_last:
+        noisy = noisy.contiguous(memory_format=torch.channels_last)
+    with accelerator.autocast():
+        prediction = parts.forward(noisy, timesteps).sample
+    a, b = scales_at(parts.alphas_cumprod, timesteps)
+    loss = training_loss(
+        prediction, x0, eps_sq, a, b, config.prediction_type, config.loss_space, config.max_loss_weight
+    )
+    accelerator.backward(loss)
+    accelerator.clip_grad_norm_(parts.model.parameters(), config.grad_clip)
+    parts.optimizer.step()
+    parts.lr_scheduler.step()
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.ema.step(parts.model.parameters())
+    return loss
+
+
+class BatchLog:
+    """With $SDM_BATCH_LOG set to a folder, each process appends its step's dataset indices to rank<i>.jsonl there,
+    and at the end a SHA-256 of its weights: how the data-parallel test sees each process's share and final state."""
+
+    def __init__(self, folder: Path | None, process_index: int):
+        self.path = folder / f"rank{process_index}.jsonl" if folder else None
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_environment(cls, process_index: int) -> BatchLog:
+        folder = os.environ.get("SDM_BATCH_LOG")
+        return cls(Path(folder) if folder else None, process_index)
+
+    def _write(self, record: dict) -> None:
+        if self.path:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def record(self, step: int, indices: list[int]) -> None:
+        self._write({"step": step, "indices": list(indices)})
+
+    def finish(self, model: torch.nn.Module) -> None:
+        if self.path:
+            digest = hashlib.sha256()
+            for name, tensor in sorted(model.state_dict().items()):
+                digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._write({"weights_sha256": digest.hexdigest()})
 
 
 def is_trained(run_dir: Path) -> bool:
@@ -243,30 +398,29 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
     dataset = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
     run_dir = prepare_run_dir(config)
 
-    accelerator = Accelerator(
-        mixed_precision=resolve_mixed_precision(config), log_with="tensorboard", project_dir=str(run_dir / "logs")
+    device = PartialState().device
+    # Before any work: the per-process batch, then the speed options resolved for this hardware (fallbacks logged).
+    check_process_split(config.batch_size, PartialState().num_processes)
+    plan = plan_speed(
+        device,
+        mixed_precision=config.mixed_precision,
+        tf32=config.tf32,
+        channels_last=config.channels_last,
+        compile=config.compile,
+        data_on_device=config.data_on_device,
+        dataset_bytes=dataset_bytes(dataset),
     )
-    device = accelerator.device
+    accelerator = Accelerator(
+        mixed_precision=plan.mixed_precision, log_with="tensorboard", project_dir=str(run_dir / "logs")
+    )
+    apply_tf32(plan.tf32)
     main = accelerator.is_main_process
     if main:
-        print(
-            f"device: {device} ({accelerator.num_processes} process(es)), mixed precision: "
-            f"{accelerator.mixed_precision}"
-            + (
-                " (fp32 on CPU: fp16 autocast there is slow and unhelpful)"
-                if device.type == "cpu" and config.mixed_precision == "auto"
-                else ""
-            )
-        )
+        print(f"device: {device} ({accelerator.num_processes} process(es)); {plan.describe()}")
 
     axis_info = principal_axis_for(config, dataset, progress=progress and main)
     if main:
         save_json(run_dir / "principal_axis.json", axis_info)
-    per_process_batch = config.batch_size // accelerator.num_processes
-    if per_process_batch * accelerator.num_processes != config.batch_size:
-        raise ValueError(
-            f"batch_size={config.batch_size} must be divisible by the number of processes ({accelerator.num_processes})"
-        )
     if len(dataset) < config.batch_size:
         raise ValueError(f"batch_size={config.batch_size} exceeds the dataset's {len(dataset)} images")
 
@@ -275,6 +429,8 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
         model = build_jit(config.model_size, config.image_size, config.patch_size, config.bottleneck_dim)
     else:
         model = build_unet(config.model_size, config.image_size)
+    if plan.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     scheduler = build_scheduler(config, axis_info["axis"])
     optimizer = torch.optim.AdamW(
         model.parameters(),
@@ -282,9 +438,10 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
         betas=(config.adam_beta1, config.adam_beta2),
         weight_decay=config.adam_weight_decay,
         eps=config.adam_epsilon,
+        **adamw_implementation(plan.fused_adamw),
     )
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.lr_warmup_steps, config.train_steps)
-    ema = EMAModel(
+    ema = ForeachEMA(
         model.parameters(),
         decay=config.ema_decay,
         use_ema_warmup=True,
@@ -304,6 +461,18 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
             print(f"resuming from {checkpoint.name} (step {state.step} of {config.train_steps})")
     if main:
         accelerator.init_trackers("sdm", config={k: str(v) for k, v in config.to_dict().items()})
+    parts = StepParts(
+        accelerator=accelerator,
+        model=model,
+        forward=torch.compile(model) if plan.compile else model,  # shares the parameters of `model`
+        optimizer=optimizer,
+        lr_scheduler=lr_scheduler,
+        ema=ema,
+        scheduler=scheduler,
+        alphas_cumprod=scheduler.alphas_cumprod.to(device),  # ᾱ_t; (a_t, b_t) gathered per batch by `scales_at`
+        channels_last=plan.channels_last,
+    )
+    debug = BatchLog.from_environment(accelerator.process_index)
 
     # Losses stay on the device between log points: reading one back is a host-device synchronisation.
     pending = torch.zeros(config.log_every, device=device)
@@ -348,44 +517,10 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
         pending_steps.clear()
         images_since_log, log_timer = 0, time.perf_counter()
 
-    sampler = StepBatchSampler(
-        len(dataset),
-        config.batch_size,
-        config.seed,
-        state.step,
-        config.train_steps,
-        accelerator.process_index,
-        accelerator.num_processes,
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=config.num_workers, pin_memory=device.type == "cuda"
-    )
-    alphas_cumprod = scheduler.alphas_cumprod.to(device)  # ᾱ_t; (a_t, b_t) are gathered per batch by `scales_at`
     model.train()
-    for x0 in loader:
-        step = state.step
-        x0 = x0.to(device, non_blocking=True)  # (B, 3, H, W) in [-1, 1]
-        generator = seeded_generator(config.seed, 2, step, accelerator.process_index, device=device)
-        flip = torch.rand(x0.shape[0], 1, 1, 1, generator=generator, device=device) < 0.5  # random horizontal flip
-        x0 = torch.where(flip, x0.flip(-1), x0)
-        noise = torch.randn(x0.shape, generator=generator, device=device)
-        timesteps = torch.randint(0, config.num_train_timesteps, (x0.shape[0],), generator=generator, device=device)
-
-        # Eq. (4): x_t from add_noise, ε^sq = S_t ε; the loss of the output read as `prediction_type`, taken in
-        # `loss_space` (ε/ε: F.mse_loss against ε^sq, the paper's loss).
-        noisy, eps_sq = scheduler.add_noise_and_target(x0, noise, timesteps)
-        with accelerator.autocast():
-            prediction = model(noisy, timesteps).sample
-        a, b = scales_at(alphas_cumprod, timesteps)
-        loss = training_loss(
-            prediction, x0, eps_sq, a, b, config.prediction_type, config.loss_space, config.max_loss_weight
-        )
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.step(model.parameters())
+    for step, indices, x0 in training_batches(dataset, config, plan, state.step, accelerator):
+        loss = training_step(parts, config, x0, step)
+        debug.record(step, indices)
 
         pending[len(pending_steps)] = loss.detach()
         pending_steps.append(step + 1)
@@ -411,9 +546,11 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
                 _prune_checkpoints(run_dir)
                 write_loss_curve(run_dir, state.loss_history)
             if stop_after_step is not None and state.step >= stop_after_step and state.step < config.train_steps:
+                debug.finish(accelerator.unwrap_model(model))
                 bar.close()
                 accelerator.end_training()
                 return run_dir
+    debug.finish(accelerator.unwrap_model(model))
     bar.close()
     accelerator.end_training()
 
