@@ -282,6 +282,50 @@ class StepParts:
     channels_last: bool = False
 
 
+def build_step_parts(config: TrainConfig, axis: list[float], accelerator: Accelerator, plan: SpeedPlan) -> StepParts:
+    """The model (initial weights from `config.seed`), its AdamW, learning-rate schedule and EMA, and the scheduler
+    of eq. (4), laid out, compiled and prepared (accelerate: device, DDP) as `plan` says."""
+    torch.manual_seed(config.seed)  # the initial weights
+    if config.model == "jit":
+        model = build_jit(config.model_size, config.image_size, config.patch_size, config.bottleneck_dim)
+    else:
+        model = build_unet(config.model_size, config.image_size)
+    if plan.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    scheduler = build_scheduler(config, axis)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.adam_weight_decay,
+        eps=config.adam_epsilon,
+        **adamw_implementation(plan.fused_adamw),
+    )
+    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.lr_warmup_steps, config.train_steps)
+    ema = ForeachEMA(
+        model.parameters(),
+        decay=config.ema_decay,
+        use_ema_warmup=True,
+        inv_gamma=config.ema_inv_gamma,
+        power=config.ema_power,
+        model_cls=type(model),
+        model_config=model.config,
+    )
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    ema.to(accelerator.device)
+    return StepParts(
+        accelerator=accelerator,
+        model=model,
+        forward=torch.compile(model) if plan.compile else model,  # shares the parameters of `model`
+        optimizer=optimizer,
+        lr_scheduler=lr_scheduler,
+        ema=ema,
+        scheduler=scheduler,
+        alphas_cumprod=scheduler.alphas_cumprod.to(accelerator.device),  # ᾱ_t, for `scales_at`
+        channels_last=plan.channels_last,
+    )
+
+
 def training_batches(dataset, config: TrainConfig, plan: SpeedPlan, start: int, accelerator: Accelerator):
     """(step, dataset indices, x_0 on the device (B/P, 3, S, S) in [−1, 1]) for steps start … train_steps − 1, this
     process's share of each global batch. Both paths take the indices from `StepBatchSampler`, so they give the same
@@ -424,34 +468,8 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
     if len(dataset) < config.batch_size:
         raise ValueError(f"batch_size={config.batch_size} exceeds the dataset's {len(dataset)} images")
 
-    torch.manual_seed(config.seed)  # the initial weights
-    if config.model == "jit":
-        model = build_jit(config.model_size, config.image_size, config.patch_size, config.bottleneck_dim)
-    else:
-        model = build_unet(config.model_size, config.image_size)
-    if plan.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    scheduler = build_scheduler(config, axis_info["axis"])
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=config.learning_rate,
-        betas=(config.adam_beta1, config.adam_beta2),
-        weight_decay=config.adam_weight_decay,
-        eps=config.adam_epsilon,
-        **adamw_implementation(plan.fused_adamw),
-    )
-    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.lr_warmup_steps, config.train_steps)
-    ema = ForeachEMA(
-        model.parameters(),
-        decay=config.ema_decay,
-        use_ema_warmup=True,
-        inv_gamma=config.ema_inv_gamma,
-        power=config.ema_power,
-        model_cls=type(model),
-        model_config=model.config,
-    )
-    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    ema.to(device)
+    parts = build_step_parts(config, axis_info["axis"], accelerator, plan)
+    model, ema, optimizer, lr_scheduler = parts.model, parts.ema, parts.optimizer, parts.lr_scheduler
 
     state = TrainState(step=0, loss_history=[], train_seconds=0.0)
     checkpoint = latest_checkpoint(run_dir)
@@ -461,17 +479,6 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
             print(f"resuming from {checkpoint.name} (step {state.step} of {config.train_steps})")
     if main:
         accelerator.init_trackers("sdm", config={k: str(v) for k, v in config.to_dict().items()})
-    parts = StepParts(
-        accelerator=accelerator,
-        model=model,
-        forward=torch.compile(model) if plan.compile else model,  # shares the parameters of `model`
-        optimizer=optimizer,
-        lr_scheduler=lr_scheduler,
-        ema=ema,
-        scheduler=scheduler,
-        alphas_cumprod=scheduler.alphas_cumprod.to(device),  # ᾱ_t; (a_t, b_t) gathered per batch by `scales_at`
-        channels_last=plan.channels_last,
-    )
     debug = BatchLog.from_environment(accelerator.process_index)
 
     # Losses stay on the device between log points: reading one back is a host-device synchronisation.
@@ -558,7 +565,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
         # The sampler uses the EMA weights, as the paper does.
         unet = accelerator.unwrap_model(model)
         ema.copy_to(unet.parameters())
-        pipeline = SqueezedDDPMPipeline(unet=unet, scheduler=scheduler)
+        pipeline = SqueezedDDPMPipeline(unet=unet, scheduler=parts.scheduler)
         pipeline.save_pretrained(run_dir)
         save_json(
             run_dir / "training.json",
