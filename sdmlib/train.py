@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.utils import parse_flag_from_env
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
@@ -250,7 +251,20 @@ def resolve_mixed_precision(config: TrainConfig, device: torch.device | None = N
     """The precision a run uses on `device` (default: this process's): see `sdmlib.speed.resolve_mixed_precision`."""
     from .speed import resolve_mixed_precision as resolve
 
-    return resolve(config.mixed_precision, device or PartialState().device)[0]
+    return resolve(config.mixed_precision, device or process_state().device)[0]
+
+
+def process_state() -> PartialState:
+    """This process's place in the launch (device, index, count), as the Accelerator created next will see it:
+    `accelerate launch --cpu` (and ACCELERATE_USE_CPU) ask for the CPU, and for gloo between CPU processes."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+def finish_trackers(accelerator: Accelerator) -> None:
+    """Close the loggers; unlike `Accelerator.end_training`, keep the process group (destroyed at process exit), so
+    that one launched process may train several runs (a sweep, a resume) under `accelerate launch`."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
 
 
 def check_process_split(batch_size: int, num_processes: int) -> int:
@@ -396,7 +410,7 @@ def training_step(parts: StepParts, config: TrainConfig, x0: torch.Tensor, step:
 
 class BatchLog:
     """With $SDM_BATCH_LOG set to a folder, each process appends its step's dataset indices to rank<i>.jsonl there,
-    and at the end a SHA-256 of its weights: how the data-parallel test sees each process's share and final state."""
+    each checkpoint it writes, and at the end a SHA-256 of its weights: how the data-parallel test sees each process's share and final state."""
 
     def __init__(self, folder: Path | None, process_index: int):
         self.path = folder / f"rank{process_index}.jsonl" if folder else None
@@ -415,6 +429,9 @@ class BatchLog:
 
     def record(self, step: int, indices: list[int]) -> None:
         self._write({"step": step, "indices": list(indices)})
+
+    def checkpoint(self, step: int) -> None:
+        self._write({"checkpoint": step})
 
     def finish(self, model: torch.nn.Module) -> None:
         if self.path:
@@ -442,9 +459,10 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
     dataset = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
     run_dir = prepare_run_dir(config)
 
-    device = PartialState().device
+    processes = process_state()
+    device = processes.device
     # Before any work: the per-process batch, then the speed options resolved for this hardware (fallbacks logged).
-    check_process_split(config.batch_size, PartialState().num_processes)
+    check_process_split(config.batch_size, processes.num_processes)
     plan = plan_speed(
         device,
         mixed_precision=config.mixed_precision,
@@ -550,16 +568,17 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
                     accelerator,
                     state,
                 )
+                debug.checkpoint(state.step)
                 _prune_checkpoints(run_dir)
                 write_loss_curve(run_dir, state.loss_history)
             if stop_after_step is not None and state.step >= stop_after_step and state.step < config.train_steps:
                 debug.finish(accelerator.unwrap_model(model))
                 bar.close()
-                accelerator.end_training()
+                finish_trackers(accelerator)
                 return run_dir
     debug.finish(accelerator.unwrap_model(model))
     bar.close()
-    accelerator.end_training()
+    finish_trackers(accelerator)
 
     if main:
         # The sampler uses the EMA weights, as the paper does.
