@@ -30,6 +30,7 @@ from .io import save_json, save_safetensors, write_atomically
 from .metrics import PixelPCA, compute_metrics, images_to_uint8
 from .pipeline import SqueezedDDPMPipeline
 from .samplers import build_scheduler, evaluation_label, step_kwargs
+from .speed import compile_for_sampling
 from .train import cache_dir, is_trained, seeded_generator
 
 EVALUATION_KEYS = (
@@ -195,6 +196,9 @@ def evaluate_run(config: TrainConfig, *, progress: bool = True, separate: bool =
     pipeline = load_pipeline(run_dir, device)
     check_prediction_type_matches(pipeline, config)
     pipeline = with_sampler(pipeline, config)
+    note = compile_for_sampling(pipeline, config.compile)
+    if note:
+        print(note)
     sample_grid(pipeline, config, out_dir / "samples_grid.png")
     samples, sampling_seconds = generate_samples(pipeline, config, out_dir / "samples", progress)
 

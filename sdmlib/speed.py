@@ -197,3 +197,16 @@ class DeviceImages:
         """(B, 3, S, S) float32 in [−1, 1] for dataset indices (B,)."""
         chosen = self.images.index_select(0, indices.to(self.device, non_blocking=True))
         return chosen.to(torch.float32) / 127.5 - 1
+
+
+def compile_for_sampling(pipeline, compile: bool) -> str:
+    """Compile the pipeline's network in place (`nn.Module.compile`: the module and its config stay as they are,
+    its calls go through torch.compile) when `compile` is set and the compiler is available; returns the note to log
+    ("" when nothing was asked)."""
+    if not compile:
+        return ""
+    reason = compiler_unavailable(pipeline.device)
+    if reason:
+        return f"compile=true but {reason}: sampling with the eager network"
+    pipeline.unet.compile()
+    return "sampling with the compiled network"
