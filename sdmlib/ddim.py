@@ -158,7 +158,7 @@ class SqueezedDDIMScheduler(SqueezeMixin, DDIMScheduler):
             target = self._next_timestep[t]
         else:
             target = t - self.config.num_train_timesteps // self.num_inference_steps
-        return float(self.alphas_cumprod[target] if target >= 0 else self.final_alpha_cumprod)
+        return self.alpha_bar_at(target) if target >= 0 else float(self.final_alpha_cumprod)
 
     @contextmanager
     def _parent_steps_to_next_listed(self, timestep: int):
@@ -253,7 +253,7 @@ class SqueezedDDIMScheduler(SqueezeMixin, DDIMScheduler):
 
     def _clip_in_data_space(self, t, eta, use_clipped_model_output, prediction_white, sample_white, prev_white, x0_white):
         """Block 2b of `step`: (x̃_t′, x̃̂_0) with x̂_0 clipped to ±clip_sample_range in data coordinates."""
-        alpha_bar = float(self.alphas_cumprod[int(t)])
+        alpha_bar = self.alpha_bar_at(t)
         alpha_bar_next = self._alpha_bar_target(t)
         a_t, b_t = alpha_bar**0.5, (1 - alpha_bar) ** 0.5
         variance = (1 - alpha_bar_next) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_next)  # σ_t² / η² (eq. 16)

@@ -133,8 +133,8 @@ class SqueezedDDPMScheduler(SqueezeMixin, DDPMScheduler):
         β = 1 − ᾱ_t/ᾱ_{t′} and ᾱ_{t′} = 1 past the end (diffusers' `pred_original_sample_coeff`)."""
         t = int(timestep)
         previous = int(self.previous_timestep(t))
-        alpha_bar = float(self.alphas_cumprod[t])
-        alpha_bar_prev = float(self.alphas_cumprod[previous]) if previous >= 0 else 1.0
+        alpha_bar = self.alpha_bar_at(t)
+        alpha_bar_prev = self.alpha_bar_at(previous) if previous >= 0 else 1.0
         return alpha_bar_prev**0.5 * (1 - alpha_bar / alpha_bar_prev) / (1 - alpha_bar)
 
     # -- sampling: eqs. (5)–(7); the squeeze helpers, the forward process and initial_noise are SqueezeMixin's
@@ -189,7 +189,7 @@ class SqueezedDDPMScheduler(SqueezeMixin, DDPMScheduler):
         # 2b. Clipping in the images' box: the posterior mean of eq. (6) is c0 x̂_0 + c_t x̃_t, linear in x̂_0, so
         #     clipping x̂_0 = S_t x̂_0^white in data space and swapping it in changes x̃_{t−1} by c0 (new − old).
         if self.config.clip_sample and not self.config.thresholding and self.config.clip_space == "data" and not self.is_identity_at(t):
-            alpha_bar_t = float(self.alphas_cumprod[int(t)])
+            alpha_bar_t = self.alpha_bar_at(t)
             a_t, b_t = alpha_bar_t**0.5, (1 - alpha_bar_t) ** 0.5
             unclipped = convert(prediction_white[:, :n], self.config.prediction_type, "sample", sample_white, a_t, b_t)
             bound = self.config.clip_sample_range

@@ -98,6 +98,9 @@ class SqueezeMixin(SqueezedSchedulerMixin):
         # value in the sampling loop never touches a device.
         self.squeeze_strengths = make_squeeze_schedule(s0, self.betas, squeeze_schedule)
         self._strengths = self.squeeze_strengths.tolist()
+        # ᾱ_t as host floats (the same values as float(alphas_cumprod[t])): the parent's add_noise moves
+        # `alphas_cumprod` to the training device, after which reading it in a sampling step would synchronise.
+        self._alpha_bars = self.alphas_cumprod.tolist()
         self.principal_axis = axis
         # The noise matrix M_t's eigenvalues per timestep (float64), and as host lists for the sampling steps.
         # Held as an attribute, not read from the config: a subclass whose __init__ predates `forward` still works.
@@ -129,6 +132,10 @@ class SqueezeMixin(SqueezedSchedulerMixin):
                 for t in (self.principal_axis, lam.parallel - lam.perpendicular, lam.perpendicular)
             )
         return self._on_device[key]
+
+    def alpha_bar_at(self, timestep: int | torch.Tensor) -> float:
+        """ᾱ_t at one training timestep, as a host float (never a device read)."""
+        return self._alpha_bars[int(timestep)]
 
     def strength_at(self, timestep: int | torch.Tensor) -> float:
         """s(t) at one timestep, as a host float.
