@@ -46,7 +46,8 @@ class SpeedPlan:
         flags = (
             f"mixed precision {self.mixed_precision}, tf32 {'on' if self.tf32 else 'off'}, channels_last "
             f"{'on' if self.channels_last else 'off'}, compile {'on' if self.compile else 'off'}, AdamW "
-            f"{'fused' if self.fused_adamw else 'default'}, data {'on the device' if self.data_on_device else 'DataLoader'}"
+            f"{'fused' if self.fused_adamw else 'default'}, "
+            f"data {'on the device' if self.data_on_device else 'by DataLoader'}"
         )
         return "; ".join((flags, *self.notes))
 
