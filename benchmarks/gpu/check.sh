@@ -12,7 +12,8 @@
 #                 SDM/DDPM step-time ratio, the bf16 matmul ceiling, sampling images/s -> throughput.json
 #   4 train       python -m sdmlib.train on the offline photos with the paper UNet (fp16) -> OUT_DIR/run
 #   5 project     benchmarks/gpu/project.py: the measured rates projected onto the paper's runs -> projection.json
-# The table printed last (also OUT_DIR/summary.md) gives each step's status, seconds and key numbers.
+# The table printed last (also OUT_DIR/summary.md) gives each step's status, seconds and key numbers; the exit
+# status is 1 when any step failed or timed out.
 # Step timeouts (seconds) can be changed with TIMEOUT_INSTALL, TIMEOUT_TESTS, TIMEOUT_THROUGHPUT, TIMEOUT_TRAIN.
 set -euo pipefail
 
@@ -160,3 +161,5 @@ run_step project 60 "projection.json" \
 
 echo
 "$PYTHON" benchmarks/gpu/summary.py "$OUT" | tee "$OUT/summary.md"
+# Exit status 1 when a step failed or timed out (after the table: every step has run and said what it found).
+! grep -qP '\t(FAILED|TIMEOUT)' "$STEPS"

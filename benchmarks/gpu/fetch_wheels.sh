@@ -19,24 +19,40 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DEST="${DEST:-$ROOT/benchmarks/gpu/wheels}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON=python3
+# pip's --python-version sets the wheel tags but not the environment markers (papermill needs aiohttp only on
+# Python >= 3.12): resolve with a Python 3.12 interpreter when this machine has one.
+RESOLVER="${RESOLVER:-}"
+for candidate in python3.12 /root/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12; do
+  [ -n "$RESOLVER" ] && break
+  if "$candidate" -m pip --version > /dev/null 2>&1; then RESOLVER="$candidate"; fi
+done
+if [ -z "$RESOLVER" ]; then
+  RESOLVER="$PYTHON"
+  echo "warning: no python3.12 here; markers are evaluated for $("$PYTHON" -V): a 3.12-only dependency may be missed"
+fi
 # The packages sdmlib needs (pyproject.toml) that the GPU machine lacks, plus the small ones it may lack.
 MISSING=(diffusers torch-fidelity papermill ipykernel brevitas submitit pyyaml tqdm psutil)
-# Present there (with their heavy dependencies): never downloaded.
-PRESENT_RE='^(torch|triton|nvidia-.*|cuda-.*|accelerate|safetensors|seaborn|matplotlib|scipy|numpy|pandas|scikit-image|tensorboard|tensorboard-data-server|grpcio|protobuf|pytest|sympy|networkx|pillow|setuptools|contourpy|fonttools|kiwisolver|imageio|tifffile|lazy-loader|pyarrow)$'
+# Present there, large, and loosely required by what we install: never downloaded. Everything small is, even what
+# the machine has (safetensors, accelerate, pillow): diffusers may need a newer release than the machine's, and pip
+# --no-index keeps the installed one whenever it satisfies the requirement.
+PRESENT_RE='^(torch|triton|nvidia-.*|cuda-.*|numpy|scipy|pandas|scikit-image|matplotlib|contourpy|fonttools|kiwisolver|tensorboard|tensorboard-data-server|grpcio|pyarrow|sympy|networkx)$'
 TARGET=(--only-binary=:all: --python-version 3.12 --implementation cp --abi cp312
         --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64
         --platform any)
-mkdir -p "$DEST"
+rm -rf "$DEST" && mkdir -p "$DEST"  # no stale wheels from an earlier resolution
 REPORT="$(mktemp)"
 trap 'rm -f "$REPORT"' EXIT
 REQUIREMENTS=("${MISSING[@]}")
 if [ -n "${TORCH_VERSION:-}" ]; then
   REQUIREMENTS+=(torchvision "torch==$TORCH_VERSION")
+else
+  # torch-fidelity pulls some torchvision in, built for some other torch: useless there, so left out.
+  PRESENT_RE="${PRESENT_RE%)\$}|torchvision)\$"
 fi
 
-echo "resolving ${REQUIREMENTS[*]} for cp312 manylinux x86-64"
+echo "resolving ${REQUIREMENTS[*]} for cp312 manylinux x86-64 with $("$RESOLVER" -V) ($RESOLVER)"
 # PIP_CONSTRAINT / config files of this machine may cap versions to its own disk; the GPU wants the registry's.
-PIP_CONFIG_FILE=/dev/null PIP_CONSTRAINT= "$PYTHON" -m pip install --quiet --dry-run --ignore-installed \
+PIP_CONFIG_FILE=/dev/null PIP_CONSTRAINT= "$RESOLVER" -m pip install --quiet --dry-run --ignore-installed \
   --target "$(mktemp -d)" "${TARGET[@]}" --report "$REPORT" "${REQUIREMENTS[@]}"
 
 mapfile -t PINS < <("$PYTHON" - "$REPORT" "$PRESENT_RE" <<'PY'

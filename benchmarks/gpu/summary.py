@@ -50,6 +50,7 @@ def key_numbers(out: Path) -> dict[str, str]:
     if metrics:
         training, sampling = metrics.get("training", {}), metrics.get("sampling", {})
         pca_fd = metrics.get("metrics", {}).get("pca_fd")
+        pca_fd = f"{pca_fd:.4g}" if isinstance(pca_fd, (int, float)) else pca_fd
         numbers["train"] = (
             f"{training.get('steps')} steps, {training.get('train_images_per_second', 0):.0f} img/s training, "
             f"{sampling.get('images_per_second') or 0:.0f} img/s sampling, pca_fd {pca_fd}"
