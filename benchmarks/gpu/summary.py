@@ -26,6 +26,17 @@ def key_numbers(out: Path) -> dict[str, str]:
         names = [line.split("==")[0] for line in installed.read_text().split()]
         numbers["install"] = f"{len(names)} added" + (": " + ", ".join(names[:8]) if names else "")
         numbers["install"] += " …" if len(names) > 8 else ""
+    junit = out / "pytest-cuda.xml"
+    if junit.exists():
+        import xml.etree.ElementTree as ET
+
+        suite = ET.parse(junit).getroot()
+        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+        counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+        passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+        numbers["cuda-tests"] = (
+            f"{passed} passed, {counts['failures']} failed, {counts['errors']} errors, {counts['skipped']} skipped"
+        )
     throughput = read_json(out / "throughput.json")
     if throughput:
         parts = [

@@ -268,7 +268,8 @@ def main(argv=None) -> dict:
         compile_options = [False]
         result["skipped"].append("torch.compile: " + ("CUDA only here" if not cuda else "--no-compile"))
     # Eager configurations first, the compiled ones last: compilation is the slow and risky part.
-    configs = [(p, cl, c) for c in compile_options for p in precisions for cl in (False, True)]
+    # Both precisions before channels_last, so that a timeout during compilation still leaves one of each.
+    configs = [(p, cl, c) for c in compile_options for cl in (False, True) for p in precisions]
     for precision, channels_last, compile_unet in configs:
         label = f"training {precision} channels_last={channels_last} compile={compile_unet}"
         measured = attempt(
@@ -278,7 +279,7 @@ def main(argv=None) -> dict:
         if measured is not None:
             result["training"].append(measured)
             print(f"{label}: {measured['images_per_second']:.1f} img/s, {measured['tflops']:.2f} TFLOP/s", flush=True)
-        if not compile_unet and precision == precisions[0] and not channels_last:
+        if (precision, channels_last, compile_unet) == (precisions[0], False, False):
             # The squeeze's share, in the paper's precision (fp16 on CUDA) and eager, right after its own numbers.
             ratio = attempt("sdm/ddpm ratio", lambda: measure_training(args, device, precision, False, False, flops, True))
             if ratio is not None:
