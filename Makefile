@@ -15,7 +15,7 @@ SMOKE := $(OUT)/sweeps/smoke
 GRID ?= params/sweep-fig2a.yaml
 PAPERMILL := $(BIN)/papermill --cwd notebooks --log-level WARNING
 
-.PHONY: demo test install derivations smoke sweep figures sync clean quantize-smoke
+.PHONY: demo test install derivations smoke sweep figures sync clean quantize-smoke gpu-dry-run
 
 install: $(STAMP)
 
@@ -52,6 +52,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory derivations
 	$(MAKE) --no-print-directory smoke
 	$(MAKE) --no-print-directory quantize-smoke
+	$(MAKE) --no-print-directory gpu-dry-run
 
 # The sweep -> figures path on real tiny runs (params/sweep-smoke.yaml): offline, CPU, a few minutes. Every figure
 # of the paper is drawn from them (photos stands in for every dataset; FID falls back to the offline metric).
@@ -76,6 +77,13 @@ quantize-smoke: $(STAMP)
 	  -p run_dir $(QUANT_RUN) -p method qdiffusion -p weight_bits 4 -p reconstruction off
 	@echo "quantization smoke: $(QUANT_RUN)/quant/"
 
+# The prepared GPU check (benchmarks/gpu/README.md) on the CPU: tiny sizes, CUDA-only parts skipped, < 1 min. It
+# fails when a step of the script fails (check.sh's exit status), so the script cannot rot between GPU runs.
+GPU_DRY := $(OUT)/gpu-dry-run
+gpu-dry-run: $(STAMP)
+	rm -rf $(GPU_DRY)
+	PYTHON=$(BIN)/python bash benchmarks/gpu/check.sh $(GPU_DRY) --dry-run
+
 # A grid of the paper on this machine's GPUs (see the README for SLURM): make sweep GRID=params/sweep-fig2d.yaml
 sweep: $(STAMP)
 	mkdir -p $(OUT)/sweeps/paper
@@ -91,4 +99,4 @@ sync: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/*.py
 
 clean:
-	rm -rf $(OUT)/derivations $(OUT)/demo $(DEMO_RUN) $(SMOKE) $(OUT)/quant-smoke
+	rm -rf $(OUT)/derivations $(OUT)/demo $(DEMO_RUN) $(SMOKE) $(OUT)/quant-smoke $(OUT)/gpu-dry-run

@@ -22,7 +22,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sdmlib.config import PROJECT_ROOT
 from sdmlib.models import build_unet
-from sdmlib.sweep import SweepGrid, grid_runs
 
 GRIDS = ("sweep-fig2a", "sweep-fig2bc", "sweep-fig2d", "sweep-fig2e")
 
@@ -35,6 +34,21 @@ def forward_flops(model_size: str, image_size: int) -> float:
     return float(counter.get_total_flops())
 
 
+def paper_grids() -> list[tuple[str, list, object]]:
+    """(grid name, its runs not already in an earlier grid, the TrainConfig of its first run) for each of GRIDS:
+    runs shared between grids (the seed-0 SDM runs of 2a and 2bc) are trained once in one sweep folder."""
+    from sdmlib.sweep import SweepGrid, grid_runs  # deferred: FLOP counting alone needs neither pandas nor submitit
+
+    already: set[str] = set()
+    grids = []
+    for name in GRIDS:
+        grid = SweepGrid.read(PROJECT_ROOT / "params" / f"{name}.yaml")
+        runs = [run for run in grid_runs(grid, "outputs/sweeps/paper") if run.run_id not in already]
+        already.update(run.run_id for run in runs)
+        grids.append((grid.name, runs, runs[0].config))
+    return grids
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tflops", type=float, default=60.0, help="sustained TFLOP/s assumed")
@@ -43,12 +57,7 @@ def main() -> None:
     flops_cache: dict[tuple[str, int], float] = {}
     print(f"assumed sustained throughput: {args.tflops:.0f} TFLOP/s (an estimate, not a measurement)\n")
     print(f"{'grid':<14}{'runs':>6}{'GFLOP/img':>11}{'train h/run':>13}{'sample h/run':>14}{'h/run':>8}{'h/grid':>9}")
-    already = set()
-    for name in GRIDS:
-        grid = SweepGrid.read(PROJECT_ROOT / "params" / f"{name}.yaml")
-        runs = [run for run in grid_runs(grid, "outputs/sweeps/paper") if run.run_id not in already]
-        already.update(run.run_id for run in runs)  # runs shared with an earlier grid are not trained twice
-        config = runs[0].config
+    for name, runs, config in paper_grids():
         key = (config.model_size, config.image_size)
         if key not in flops_cache:
             flops_cache[key] = forward_flops(*key)
@@ -58,7 +67,7 @@ def main() -> None:
         sample_hours = flops * images * config.num_inference_steps / rate / 3600
         per_run = train_hours + sample_hours
         print(
-            f"{grid.name:<14}{len(runs):>6}{flops / 1e9:>11.2f}{train_hours:>13.2f}{sample_hours:>14.2f}"
+            f"{name:<14}{len(runs):>6}{flops / 1e9:>11.2f}{train_hours:>13.2f}{sample_hours:>14.2f}"
             f"{per_run:>8.2f}{per_run * len(runs):>9.1f}"
         )
 
