@@ -136,7 +136,7 @@ speed_options() {
 import dataclasses
 from sdmlib.config import TrainConfig
 fields = {f.name for f in dataclasses.fields(TrainConfig)}
-wanted = {"channels_last": "true", "tf32": "true", "data_on_device": "true", "ema_foreach": "true"}
+wanted = {"channels_last": "on", "tf32": "true", "data_on_device": "on"}
 print(" ".join(f"-p {name} {value}" for name, value in wanted.items() if name in fields))
 PY
 }
