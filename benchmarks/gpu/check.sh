@@ -136,7 +136,7 @@ speed_options() {
 import dataclasses
 from sdmlib.config import TrainConfig
 fields = {f.name for f in dataclasses.fields(TrainConfig)}
-wanted = {"channels_last": "on", "tf32": "true", "data_on_device": "on"}
+wanted = {"channels_last": "auto", "tf32": "true", "data_on_device": "auto"}  # auto: on for CUDA
 print(" ".join(f"-p {name} {value}" for name, value in wanted.items() if name in fields))
 PY
 }
