@@ -362,7 +362,15 @@ def test_an_interrupted_sweep_leaves_a_true_progress_file_and_no_debris(tmp_path
         "'executor': 'local', 'runner': 'python', 'poll_seconds': 0.2})\n"
         "run_sweep(config, progress=False)\n"
     )
-    sweeping = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # SIGINT's default action in the sweep, whatever this test run inherited: a test run started in the background
+    # by a non-interactive shell ignores SIGINT, and a Python process started with it ignored never raises
+    # KeyboardInterrupt, so the sweep would go on (and this test time out) for a reason outside the code under test.
+    sweeping = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     run_dir = sweep_dir / "runs" / "folder-sdm-s0_0-seed0"
     try:
         deadline = time.monotonic() + 600
