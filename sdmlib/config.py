@@ -59,6 +59,19 @@ PROTOCOL_UNSET = {"resqueeze": "", "clip_box": "", "initial_squeeze": "", "prc_n
 # The paper's network and target keep run names as they were; any other value is appended to the name (run_name).
 DEFAULT_TARGETS = {"prediction_type": "epsilon", "loss_space": "epsilon", "model": "unet"}
 MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
+# The fields an evaluation's results depend on (sampler, steps, samples, metrics, …): they never change what a run
+# trains, so a trained run may be evaluated again with other values (sdmlib.train, sdmlib.evaluate).
+EVALUATION_KEYS = (
+    "sampler",
+    "eta",
+    "num_inference_steps",
+    "num_eval_samples",
+    "metrics",
+    "pca_components",
+    "prc_num_real",
+    "grid_seed",
+    "num_grid_samples",
+)
 SWITCHES = ("auto", "on", "off")  # the speed options that "auto" turns on for CUDA
 
 # Relative paths in a config are relative to the repository root (where pyproject.toml is), so a run means the
@@ -178,7 +191,8 @@ class TrainConfig(TypedConfig):
     ema_power: float = 0.75  # EMA warm-up exponent (power above)
     mixed_precision: str = "auto"  # "auto": fp16 on CUDA, fp32 ("no") on CPU
     num_workers: int = 4  # DataLoader workers (the path when the data is not held on the device)
-    # speed (sdmlib.speed): how fast a step runs, not what it computes; CPU defaults leave CPU runs bit for bit as before
+    # speed (sdmlib.speed): how fast a step runs, not what it computes; the CPU defaults leave CPU runs bit for bit
+    # as before
     tf32: bool = True  # TF32 matrix products and convolutions on CUDA; no effect on the CPU
     channels_last: str = "auto"  # NHWC layout of the UNet and its inputs: "on" | "off" | "auto" (on for CUDA)
     compile: bool = False  # torch.compile the network (training and sampling); eager with a logged note if unavailable

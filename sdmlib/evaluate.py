@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .config import TrainConfig
+from .config import EVALUATION_KEYS, TrainConfig
 from .data import build_dataset, dataset_fingerprint
 from .io import save_json, save_safetensors, write_atomically
 from .metrics import PixelPCA, compute_metrics, images_to_uint8
@@ -33,17 +33,6 @@ from .samplers import build_scheduler, evaluation_label, step_kwargs
 from .speed import compile_for_sampling
 from .train import cache_dir, is_trained, seeded_generator
 
-EVALUATION_KEYS = (
-    "sampler",
-    "eta",
-    "num_inference_steps",
-    "num_eval_samples",
-    "metrics",
-    "pca_components",
-    "prc_num_real",
-    "grid_seed",
-    "num_grid_samples",
-)
 
 
 def _device() -> torch.device:
@@ -119,6 +108,7 @@ def generate_samples(
     folder.mkdir(parents=True, exist_ok=True)
     num_batches = -(-config.num_eval_samples // batch)
     device = pipeline.device
+    sampler_kwargs = step_kwargs(config.sampler, config.eta)
     chunks, seconds = [], 0.0
     for index in tqdm(range(num_batches), desc="sampling", disable=not progress, unit="batch"):
         path = folder / f"{index:05d}.safetensors"
@@ -131,7 +121,7 @@ def generate_samples(
                 generator=generator,
                 num_inference_steps=config.num_inference_steps,
                 output_type="pt",
-                **step_kwargs(config.sampler, config.eta),
+                **sampler_kwargs,
             ).images
             images = images_to_uint8(images * 2 - 1).cpu()  # [0, 1] → [−1, 1] → uint8; one transfer per batch
             seconds += time.perf_counter() - start

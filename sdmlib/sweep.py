@@ -456,9 +456,7 @@ def _evaluate_point(config: TrainConfig, run_row: Mapping[str, Any], sweep_dir: 
     row: dict[str, Any] = {
         **{k: v for k, v in run_row.items() if k not in ("notebook", "error", "error_log")},
         "run_id": name,
-        "sampler": config.sampler,
-        "num_inference_steps": config.num_inference_steps,
-        "eta": config.eta,
+        **{k: getattr(config, k) for k in EVALUATION_AXES},
         "evaluation": label,
         "attempt": int(previous.get("attempt") or 0) + 1,
     }

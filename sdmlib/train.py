@@ -33,7 +33,7 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .config import PROJECT_ROOT, TrainConfig
+from .config import EVALUATION_KEYS, PROJECT_ROOT, TrainConfig
 from .data import build_dataset, cached_principal_axis, dataset_fingerprint
 from .io import atomic_directory, save_json, save_text
 from .models import build_jit, build_unet
@@ -67,15 +67,7 @@ HARMLESS_KEYS = (
     "vgg_weights",
     "output_dir",
     "log_every",
-    "sampler",
-    "eta",
-    "num_inference_steps",
-    "num_eval_samples",
-    "metrics",
-    "pca_components",
-    "prc_num_real",
-    "grid_seed",
-    "num_grid_samples",
+    *EVALUATION_KEYS,
     # The speed options change how a step is computed (kernels, layout, rounding on CUDA), not the run's batches,
     # noise or model: a run started with one setting may be resumed with another (on another machine, say).
     "tf32",
@@ -410,7 +402,8 @@ def training_step(parts: StepParts, config: TrainConfig, x0: torch.Tensor, step:
 
 class BatchLog:
     """With $SDM_BATCH_LOG set to a folder, each process appends its step's dataset indices to rank<i>.jsonl there,
-    each checkpoint it writes, and at the end a SHA-256 of its weights: how the data-parallel test sees each process's share and final state."""
+    each checkpoint it writes, and at the end a SHA-256 of its weights: how the data-parallel test sees each
+    process's share and final state."""
 
     def __init__(self, folder: Path | None, process_index: int):
         self.path = folder / f"rank{process_index}.jsonl" if folder else None
