@@ -46,23 +46,36 @@ def test_qdiffusion_weights_asymmetric_min_max_by_hand():
     assert integers[0].tolist() == [0.0, 5.0, 15.0, 9.0]  # −1.1/s + 5 = −0.32 → 0, 0.9/s + 5 = 9.35 → 9
 
 
-def test_ptq4dm_weights_mse_search_matches_brute_force():
-    # The clipping range minimising the squared error among max|w|·j/n, j = 1..n, searched explicitly; rows of
-    # Gaussian weights with one outlier each, where clipping pays.
+@pytest.mark.parametrize("norm", [2.4, 2.0])
+def test_ptq4dm_weights_lp_search_matches_brute_force(norm):
+    # The clipping range minimising Σ|w − Q(w)|^p among max|w|·j/n, j = 1..n, searched explicitly (PTQ4DM's code:
+    # p = 2.4; p = 2 is brevitas' squared error); rows of Gaussian weights with one outlier each, where clipping pays.
     weight = torch.randn(3, 64, generator=torch.Generator().manual_seed(0))
     weight[:, 0] = torch.tensor([6.0, -5.0, 4.0])
     for candidates in (4, 100):
-        layer = _linear(weight_quantizer("ptq4dm", 4, mse_candidates=candidates), weight=weight)
+        layer = _linear(weight_quantizer("ptq4dm", 4, mse_candidates=candidates, search_norm=norm), weight=weight)
         scale = layer.quant_weight().scale.flatten()
         for row in range(3):
             amax = weight[row].abs().max()
             errors = []
             for j in range(1, candidates + 1):
                 s = amax * j / candidates / 7
-                errors.append((((weight[row] / s).round().clamp(-7, 7) * s - weight[row]) ** 2).sum())
+                errors.append((((weight[row] / s).round().clamp(-7, 7) * s - weight[row]).abs() ** norm).sum())
             best = amax * (int(torch.stack(errors).argmin()) + 1) / candidates / 7
             torch.testing.assert_close(scale[row], best)
             assert candidates == 4 or best < amax / 7  # the finer search clips the outlier
+
+
+def test_lp_search_norm_changes_the_clipping():
+    # A larger p punishes the clipped outlier's error more, so the range it picks is never narrower, and here wider.
+    weight = torch.randn(3, 64, generator=torch.Generator().manual_seed(0))
+    weight[:, 0] = torch.tensor([6.0, -5.0, 4.0])
+    scales = {p: _linear(weight_quantizer("ptq4dm", 4, search_norm=p), weight=weight).quant_weight().scale.flatten()
+              for p in (2.0, 2.4, 4.0)}
+    assert torch.all(scales[2.4] >= scales[2.0]) and torch.all(scales[4.0] >= scales[2.4])
+    assert torch.any(scales[4.0] > scales[2.0])
+    assert QuantConfig(method="ptq4dm", search_norm=2.0).setting_name().endswith("-p2")
+    assert "-p" not in QuantConfig(method="ptq4dm").setting_name().split("recon_off")[1]
 
 
 def test_asymmetric_activation_range_is_calibrated_min_max_by_hand():
@@ -220,6 +233,7 @@ def test_split_conv_is_exact_in_float_and_beats_one_quantizer_on_disparate_range
         ({"activation_bits": 4}, "activation_bits must be one of (8, 16)"),
         ({"method": "brecq"}, "method must be one of ('ptq4dm', 'qdiffusion', 'minmax')"),
         ({"calibration": "random"}, "calibration must be one of"),
+        ({"search_norm": 0.5}, "search_norm must be a number ≥ 1 .* got 0.5"),
         ({"calibration_size": 16, "batch_size": 32}, "calibration_size must be at least batch_size=32, got 16"),
         ({"sampler": "euler"}, "sampler must be one of ('ddpm', 'ddim', 'exact', 'exact_ddim'), got 'euler'"),
         ({"reconstruction": True}, "reconstruction must be a string"),
@@ -304,7 +318,9 @@ def test_trained_tiny_unet_w8_below_w4_and_save_load_identical(tiny_run, tmp_pat
     ranges = concat_ranges(unet, splits, x, t)
     assert all(h > 0 and skip > 0 for h, skip in ranges.values())
 
-    split_config = config.replace(method="qdiffusion", shortcut_split="on", reconstruction="off")
+    # Q-Diffusion's full recipe (split, learned rounding: tensors brevitas shares between two quantizers).
+    split_config = config.replace(method="qdiffusion", shortcut_split="on", reconstruction="on",
+                                  reconstruction_iterations=2, activation_iterations=1, reconstruction_batch_size=4)
     model, splits, _ = quantize_unet(unet, split_config, calibration)
     save_quant_state(tmp_path / "q", model, unet, split_config, splits)
     loaded, loaded_config = load_quant_state(tmp_path / "q", unet)

@@ -55,6 +55,7 @@ class QuantConfig(TypedConfig):
     single_timestep: int = 0  # the timestep of the "single_timestep" baseline (nearest step of the schedule)
     batch_size: int = 32  # network batch while sampling and calibrating
     mse_candidates: int = 100  # PTQ4DM: clipping ranges searched per quantizer (its code: 100)
+    search_norm: float = 2.4  # PTQ4DM: the search minimises Σ|x − Q(x)|^p, p = 2.4 in its code (2: squared error)
     # Q-Diffusion's additions
     shortcut_split: str = "auto"  # "auto", "on", "off": separate quantizers for the two halves of up-block concats
     reconstruction: str = "auto"  # "auto", "on", "off": learned rounding per block, then activation step sizes
@@ -91,7 +92,13 @@ class QuantConfig(TypedConfig):
                 f"calibration_size must be at least batch_size={self.batch_size}, got {self.calibration_size}"
             )
         if not (math.isfinite(self.ndtc_std) and self.ndtc_std > 0 and math.isfinite(self.ndtc_mean)):
-            raise ValueError(f"ndtc_std must be positive and ndtc_mean finite, got {self.ndtc_mean!r}, {self.ndtc_std!r}")
+            raise ValueError(
+                f"ndtc_std must be positive and ndtc_mean finite, got {self.ndtc_mean!r}, {self.ndtc_std!r}"
+            )
+        if not (math.isfinite(self.search_norm) and self.search_norm >= 1):
+            raise ValueError(
+                f"search_norm must be a number ≥ 1 (the p of the L_p clipping search), got {self.search_norm!r}"
+            )
         if not (math.isfinite(self.rounding_weight) and self.rounding_weight >= 0):
             raise ValueError(f"rounding_weight must be a non-negative number, got {self.rounding_weight!r}")
 
@@ -103,11 +110,16 @@ class QuantConfig(TypedConfig):
 
     @property
     def splits_shortcuts(self) -> bool:
-        return METHOD_DEFAULTS[self.method]["shortcut_split"] if self.shortcut_split == "auto" else self.shortcut_split == "on"
+        return self._choice("shortcut_split")
 
     @property
     def reconstructs(self) -> bool:
-        return METHOD_DEFAULTS[self.method]["reconstruction"] if self.reconstruction == "auto" else self.reconstruction == "on"
+        return self._choice("reconstruction")
+
+    def _choice(self, name: str) -> bool:
+        """An on/off switch: the method's own choice for "auto"."""
+        value = getattr(self, name)
+        return METHOD_DEFAULTS[self.method][name] if value == "auto" else value == "on"
 
     def setting_name(self) -> str:
         """The folder name of this setting under <run>/quant/: every choice that changes the quantized model."""
@@ -118,4 +130,6 @@ class QuantConfig(TypedConfig):
         )
         if self.calibration_set == "ndtc" and self.ndtc_labelling == "code":
             name += "-codelabels"
+        if self.method == "ptq4dm" and self.search_norm != 2.4:
+            name += f"-p{self.search_norm:g}"
         return name

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch import nn
 
 from .calibration import CalibrationSet

@@ -6,7 +6,8 @@ quantizer sits on the input of every layer, as in Q-Diffusion's code). Brevitas 
 only chooses its quantizers:
 
 - PTQ4DM: symmetric narrow-range integers with the clipping range found by a grid search over 100 candidates
-  minimising the squared error (brevitas' MSE search; PTQ4DM's code uses an L_2.4 norm, a small difference);
+  minimising Σ|x − Q(x)|^p with p = 2.4, as PTQ4DM's code does (brevitas' MSE search with its error replaced:
+  `LpSearch`; `search_norm=2` gives brevitas' own squared error);
 - Q-Diffusion: asymmetric integers (scale and zero point) from the min and max, weights optionally with learned
   rounding (AdaRound's rectified sigmoid, brevitas' LEARNED_ROUND) for block reconstruction;
 - minmax: symmetric integers from the absolute maximum, the plain baseline.
@@ -18,7 +19,7 @@ calibration batches.
 from __future__ import annotations
 
 import torch
-from brevitas.core.stats import NegativeMinOrZero
+from brevitas.core.stats import MSE, NegativeMinOrZero
 from brevitas.graph.calibrate import calibration_mode
 from brevitas.inject.enum import FloatToIntImplType, LearnedRoundImplType, StatsOp
 from brevitas.nn import QuantConv2d, QuantLinear
@@ -54,10 +55,30 @@ _WEIGHT_QUANT = {
 _ACT_QUANT = {"ptq4dm": Int8ActPerTensorFloatMSE, "qdiffusion": _MinMaxAct, "minmax": _AbsMaxAct}
 
 
-def weight_quantizer(method: str, bits: int, learned_round: bool = False, mse_candidates: int = 100) -> type:
-    """The brevitas weight quantizer of `method` at `bits` bits (per output channel); `mse_candidates`: the
-    number of clipping ranges the MSE search tries (PTQ4DM only)."""
-    attributes = {"bit_width": bits} | _mse_search(_WEIGHT_QUANT[method], mse_candidates)
+class LpSearch(MSE):
+    """Brevitas' grid search over clipping ranges, minimising Σ|x − Q(x)|^p instead of the squared error (PTQ4DM's
+    code: p = 2.4, which weighs large errors a little more and so clips a little less)."""
+
+    # Brevitas' injector fills arguments by name, so the signature is spelled out (no *args/**kwargs).
+    def __init__(self, proxy_module, mse_init_op, inner_stats_input_view_shape_impl, mse_iters: int, mse_base_op,
+                 search_norm: float, stats_reduce_dim=None, mse_search_method: str = "fibonacci",
+                 bipolar_search: bool = False):
+        super().__init__(proxy_module, mse_init_op, inner_stats_input_view_shape_impl, mse_iters, mse_base_op,
+                         stats_reduce_dim, mse_search_method, bipolar_search)
+        self.search_norm = search_norm
+
+    def mse_loss_fn(self, x, quant_value):
+        loss = (x - quant_value).abs().pow(self.search_norm)
+        if self.stats_reduce_dim is not None:
+            return torch.sum(self.input_view_shape_impl(loss), dim=self.stats_reduce_dim)
+        return torch.sum(loss)
+
+
+def weight_quantizer(method: str, bits: int, learned_round: bool = False, mse_candidates: int = 100,
+                     search_norm: float = 2.4) -> type:
+    """The brevitas weight quantizer of `method` at `bits` bits (per output channel); `mse_candidates` and
+    `search_norm`: the number of clipping ranges the search tries and the p of its L_p error (PTQ4DM only)."""
+    attributes = {"bit_width": bits} | _mse_search(_WEIGHT_QUANT[method], mse_candidates, search_norm)
     if learned_round:
         attributes |= {
             "float_to_int_impl_type": FloatToIntImplType.LEARNED_ROUND,
@@ -66,16 +87,18 @@ def weight_quantizer(method: str, bits: int, learned_round: bool = False, mse_ca
     return type(f"{method}W{bits}", (_WEIGHT_QUANT[method],), attributes)
 
 
-def activation_quantizer(method: str, bits: int, mse_candidates: int = 100) -> type:
+def activation_quantizer(method: str, bits: int, mse_candidates: int = 100, search_norm: float = 2.4) -> type:
     """The brevitas activation quantizer of `method` at `bits` bits (per tensor)."""
     base = _ACT_QUANT[method]
-    return type(f"{method}A{bits}", (base,), {"bit_width": bits} | _mse_search(base, mse_candidates))
+    return type(f"{method}A{bits}", (base,), {"bit_width": bits} | _mse_search(base, mse_candidates, search_norm))
 
 
-def _mse_search(base: type, candidates: int) -> dict:
-    """Brevitas' MSE grid search tries the clipping ranges max|x|·j/candidates, j = 1..candidates; the count
-    lives in a sub-injector (`mse_scale`), which is why it is replaced rather than set."""
-    return {"mse_scale": base.mse_scale.let(mse_iters=candidates)} if "mse_scale" in dir(base) else {}
+def _mse_search(base: type, candidates: int, search_norm: float) -> dict:
+    """Brevitas' MSE grid search tries the clipping ranges max|x|·j/candidates, j = 1..candidates; its settings
+    live in a sub-injector (`mse_scale`), which is why it is replaced rather than set."""
+    if "mse_scale" not in dir(base):
+        return {}
+    return {"mse_scale": base.mse_scale.let(mse_iters=candidates, stats_impl=LpSearch, search_norm=search_norm)}
 
 
 # -- swapping layers -------------------------------------------------------------------------------------------
@@ -85,9 +108,11 @@ def quant_layer(layer: nn.Module, config: QuantConfig) -> nn.Module:
     """The brevitas counterpart of one float nn.Conv2d or nn.Linear, with its weights."""
     kinds = {
         "weight_quant": weight_quantizer(
-            config.method, config.weight_bits, learned_round=config.reconstructs, mse_candidates=config.mse_candidates
+            config.method, config.weight_bits, learned_round=config.reconstructs, mse_candidates=config.mse_candidates,
+            search_norm=config.search_norm,
         ),
-        "input_quant": activation_quantizer(config.method, config.activation_bits, config.mse_candidates),
+        "input_quant": activation_quantizer(config.method, config.activation_bits, config.mse_candidates,
+                                            config.search_norm),
         "return_quant_tensor": False,
         "device": layer.weight.device,
         "dtype": layer.weight.dtype,

@@ -15,7 +15,6 @@ other quantized layer (conv_in, the time embedding, down/upsamplers, conv_out). 
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch

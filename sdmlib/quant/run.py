@@ -132,7 +132,8 @@ def quantize_run(config: QuantConfig, progress: bool = False) -> dict:
     if fp_path.exists():
         fp_images = load_file(fp_path)["images"]
     else:
-        fp_images = sample(unet, sampler, config.num_eval_samples, config.num_inference_steps, config.seed, config.batch_size)
+        fp_images = sample(unet, sampler, config.num_eval_samples, config.num_inference_steps, config.seed,
+                           config.batch_size)
         save_safetensors(fp_path, {"images": fp_images})
     quant_images = sample(model, sampler, config.num_eval_samples, config.num_inference_steps, config.seed,
                           config.batch_size)

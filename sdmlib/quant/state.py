@@ -38,12 +38,29 @@ def is_quantizer_key(name: str) -> bool:
     return "_quant." in name  # brevitas names its quantizers weight_quant, input_quant, ...
 
 
+def quantizer_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The quantizer tensors of `model` by name, each stored once, and {alias: stored name} for the names that
+    share a tensor (brevitas' learned rounding is one parameter reached from the weight and the zero-point
+    quantizer; safetensors refuses to write shared tensors twice)."""
+    state, aliases, seen = {}, {}, {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if not is_quantizer_key(name):
+            continue
+        key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()))
+        if tensor.numel() and key in seen:
+            aliases[name] = seen[key]
+        else:
+            seen[key] = name
+            state[name] = tensor.detach().cpu()
+    return state, aliases
+
+
 def save_quant_state(folder: Path, model: torch.nn.Module, unet: torch.nn.Module, config: QuantConfig,
                      splits: dict[str, int]) -> None:
-    # One forward-free pass over the weight quantizers fixes any scale brevitas initialises lazily.
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if is_quantizer_key(k)}
+    state, aliases = quantizer_state(model)
     save_safetensors(Path(folder) / STATE_FILE, state)
-    save_json(Path(folder) / RECORD_FILE, {"config": config.to_dict(), "splits": splits, "unet": unet_fingerprint(unet)})
+    save_json(Path(folder) / RECORD_FILE, {"config": config.to_dict(), "splits": splits, "aliases": aliases,
+                                           "unet": unet_fingerprint(unet)})
 
 
 def load_quant_state(folder: Path, unet: torch.nn.Module) -> tuple[torch.nn.Module, QuantConfig]:
@@ -66,7 +83,9 @@ def load_quant_state(folder: Path, unet: torch.nn.Module) -> tuple[torch.nn.Modu
     saved_layers = {re.split(r"\.\w+_quant\.", k)[0] for k in state}
     missing_keys, unexpected_keys = model.load_state_dict(state, strict=False)
     unexpected = sorted(set(unexpected_keys) | (saved_layers - layers))
-    missing = sorted(k for k in missing_keys if is_quantizer_key(k))
+    # A shared tensor is loaded once, under its stored name; its aliases are the same parameter.
+    aliases = record.get("aliases", {})
+    missing = sorted(k for k in missing_keys if is_quantizer_key(k) and k not in aliases)
     if unexpected or missing:
         raise ValueError(
             f"the quantizer state in {folder} does not match its UNet layout (missing {missing[:3]}, "
