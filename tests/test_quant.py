@@ -319,7 +319,7 @@ def test_trained_tiny_unet_w8_below_w4_and_save_load_identical(tiny_run, tmp_pat
     assert all(h > 0 and skip > 0 for h, skip in ranges.values())
 
     # Q-Diffusion's full recipe (split, learned rounding: tensors brevitas shares between two quantizers).
-    split_config = config.replace(method="qdiffusion", shortcut_split="on", reconstruction="on",
+    split_config = config.replace(method="qdiffusion", shortcut_split="on", reconstruction="on", attention_matmuls=True,
                                   reconstruction_iterations=2, activation_iterations=1, reconstruction_batch_size=4)
     model, splits, _ = quantize_unet(unet, split_config, calibration)
     save_quant_state(tmp_path / "q", model, unet, split_config, splits)
@@ -338,3 +338,81 @@ def test_run_folder_without_model_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="run_dir=.* holds no trained model"):
         check_run(QuantConfig(run_dir=str(tmp_path)))
+
+
+# -- the attention matmuls (option attention_matmuls) ------------------------------------------------------------
+
+
+def _attention(**kwargs):
+    from diffusers.models.attention_processor import Attention
+
+    torch.manual_seed(0)
+    return Attention(32, heads=2, dim_head=16, norm_num_groups=8, residual_connection=True, bias=True,
+                     _from_deprecated_attn_block=True, **kwargs).eval()
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_written_out_attention_equals_diffusers_sdpa_in_float(cross):
+    import copy
+
+    from sdmlib.quant.attention import QuantAttnProcessor
+
+    attn = _attention(cross_attention_dim=24 if cross else None)
+    x = torch.randn(3, 32, 5, 5) if not cross else torch.randn(3, 25, 32)
+    context = torch.randn(3, 7, 24) if cross else None
+    mask = torch.zeros(3, 7).masked_fill(torch.rand(3, 7) > 0.7, -1e4) if cross else None
+    with torch.no_grad():
+        reference = attn(x, encoder_hidden_states=context, attention_mask=mask)
+        written = copy.deepcopy(attn)
+        written.set_processor(QuantAttnProcessor())
+        torch.testing.assert_close(written(x, encoder_hidden_states=context, attention_mask=mask), reference,
+                                   atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["minmax", "ptq4dm", "qdiffusion"])
+def test_quantized_attention_matmuls_each_input_quantized(method):
+    from sdmlib.quant.attention import quantize_attention
+
+    attn = _attention()
+    x = torch.randn(8, 32, 6, 6)
+    with torch.no_grad():
+        reference = attn(x)
+    model = _Wrap(__import__("copy").deepcopy(attn))
+    assert quantize_attention(model, QuantConfig(method=method, mse_candidates=10)) == ["layer"]
+    calibrate_activations(model, [(x, None)])
+    processor = model.layer.processor
+    seen = {}
+    for name in ("query_quant", "key_quant", "value_quant", "probs_quant"):
+        getattr(processor, name).register_forward_hook(
+            lambda m, args, out, name=name: seen.__setitem__(name, (args[0], out)))
+    with torch.no_grad():
+        error = float((model(x, None) - reference).norm() / reference.norm())
+    assert 0 < error < 0.02  # 8-bit rounding of the four matmul inputs, nothing more
+    for name, (before, after) in seen.items():  # each input is on its own 8-bit grid, not passed through
+        assert not torch.equal(before, after), name
+        assert torch.unique(after).numel() <= 256, name
+    probs_after = seen["probs_quant"][1]
+    assert probs_after.min() >= 0  # an unsigned grid for the probabilities: no level spent below 0
+    assert QuantConfig(attention_matmuls=True).setting_name().endswith("-attn")
+
+
+def test_reconstruction_learns_the_attention_matmul_step_sizes():
+    from sdmlib.quant.attention import quantize_attention
+    from sdmlib.quant.quantizers import quantize_layers
+    from sdmlib.quant.reconstruction import reconstruct_unit
+
+    attn = _attention()
+    config = QuantConfig(method="qdiffusion", weight_bits=4, reconstruction_iterations=0, activation_iterations=20,
+                         reconstruction_batch_size=8, calibration_size=32)
+    quantized = quantize_layers(__import__("copy").deepcopy(attn), config)
+    quantize_attention(_Wrap(quantized), config)
+    x = torch.randn(16, 32, 6, 6)
+    calibrate_activations(_Wrap(quantized), [(x, None)])
+    processor = quantized.processor
+    before = {n: p.detach().clone() for n, p in processor.named_parameters() if n.endswith("scaling_impl.value")}
+    assert len(before) == 4
+    with torch.no_grad():
+        targets = [attn(x[:8]), attn(x[8:])]
+    reconstruct_unit(quantized, [((x[:8],), {}), ((x[8:],), {})], targets, config, torch.Generator().manual_seed(0))
+    after = dict(processor.named_parameters())
+    assert all(not torch.equal(after[n], value) for n, value in before.items())

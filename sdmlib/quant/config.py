@@ -27,6 +27,7 @@ ACTIVATION_BITS = (8, 16)  # 8 is the papers'; 16 isolates the weight error
 CALIBRATIONS = ("ndtc", "uniform", "noised_real", "single_timestep")
 NDTC_LABELLINGS = ("paper", "code")
 SWITCHES = ("auto", "on", "off")
+DEVICES = ("auto", "cpu", "cuda")
 SAMPLERS = SAMPLER_NAMES  # sdmlib.samplers: ddpm (the run's), ddim (η = 0), exact, exact_ddim
 
 METHOD_DEFAULTS = {
@@ -56,6 +57,7 @@ class QuantConfig(TypedConfig):
     batch_size: int = 32  # network batch while sampling and calibrating
     mse_candidates: int = 100  # PTQ4DM: clipping ranges searched per quantizer (its code: 100)
     search_norm: float = 2.4  # PTQ4DM: the search minimises Σ|x − Q(x)|^p, p = 2.4 in its code (2: squared error)
+    attention_matmuls: bool = False  # also quantize the inputs of the attention matmuls QKᵀ and AV (Q-Diffusion does)
     # Q-Diffusion's additions
     shortcut_split: str = "auto"  # "auto", "on", "off": separate quantizers for the two halves of up-block concats
     reconstruction: str = "auto"  # "auto", "on", "off": learned rounding per block, then activation step sizes
@@ -68,6 +70,7 @@ class QuantConfig(TypedConfig):
     num_inference_steps: int = 50
     num_eval_samples: int = 64  # samples drawn with the float and the quantized network from the same noise
     seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda": where calibration and sampling run
 
     def validate(self) -> None:
         _one_of("method", self.method, METHODS)
@@ -80,6 +83,7 @@ class QuantConfig(TypedConfig):
         _one_of("shortcut_split", self.shortcut_split, SWITCHES)
         _one_of("reconstruction", self.reconstruction, SWITCHES)
         _one_of("sampler", self.sampler, SAMPLERS)
+        _one_of("device", self.device, DEVICES)
         for name in ("calibration_size", "uniform_interval", "batch_size", "num_inference_steps",
                      "reconstruction_batch_size", "mse_candidates", "num_eval_samples"):
             if getattr(self, name) < 1:
@@ -122,7 +126,8 @@ class QuantConfig(TypedConfig):
         return METHOD_DEFAULTS[self.method][name] if value == "auto" else value == "on"
 
     def setting_name(self) -> str:
-        """The folder name of this setting under <run>/quant/: every choice that changes the quantized model."""
+        """The folder name of this setting under <run>/quant/: the choices a reader compares settings by. The
+        folder records every parameter; a later call with other values of the rest is refused (`check_setting`)."""
         name = (
             f"{self.method}-w{self.weight_bits}a{self.activation_bits}-{self.calibration_set}{self.calibration_size}"
             f"-split_{'on' if self.splits_shortcuts else 'off'}"
@@ -132,4 +137,8 @@ class QuantConfig(TypedConfig):
             name += "-codelabels"
         if self.method == "ptq4dm" and self.search_norm != 2.4:
             name += f"-p{self.search_norm:g}"
+        if self.attention_matmuls:
+            name += "-attn"
+        if (self.sampler, self.num_inference_steps) != ("ddpm", 50):  # the trajectories calibrated and measured on
+            name += f"-{self.sampler}{self.num_inference_steps}"
         return name

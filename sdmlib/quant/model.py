@@ -7,6 +7,7 @@ import copy
 
 from torch import nn
 
+from .attention import quantize_attention
 from .calibration import CalibrationSet
 from .config import QuantConfig
 from .quantizers import calibrate_activations, quantize_layers
@@ -20,6 +21,8 @@ def quant_structure(unet: nn.Module, config: QuantConfig, splits: dict[str, int]
     if config.splits_shortcuts:
         split_shortcuts(model, splits, config)
     quantize_layers(model, config)
+    if config.attention_matmuls:
+        quantize_attention(model, config)
     return model
 
 

@@ -30,6 +30,8 @@ from brevitas.quant import (
     Int8WeightPerChannelFloatMSE,
     ShiftedUint8ActPerTensorFloat,
     ShiftedUint8WeightPerChannelFloat,
+    Uint8ActPerTensorFloat,
+    Uint8ActPerTensorFloatMSE,
 )
 from torch import nn
 
@@ -47,12 +49,19 @@ class _MinMaxAct(ShiftedUint8ActPerTensorFloat):
     zero_point_stats_impl = NegativeMinOrZero
 
 
+class _MaxUnsignedAct(Uint8ActPerTensorFloat):
+    scaling_stats_op = StatsOp.MAX  # [0, max x]: for values known to be non-negative
+
+
 _WEIGHT_QUANT = {
     "ptq4dm": Int8WeightPerChannelFloatMSE,
     "qdiffusion": ShiftedUint8WeightPerChannelFloat,
     "minmax": Int8WeightPerChannelFloat,
 }
 _ACT_QUANT = {"ptq4dm": Int8ActPerTensorFloatMSE, "qdiffusion": _MinMaxAct, "minmax": _AbsMaxAct}
+# Attention probabilities lie in [0, 1]: each method's activation quantizer, unsigned (Q-Diffusion's asymmetric
+# min-max already starts its range at 0).
+_PROBABILITY_QUANT = {"ptq4dm": Uint8ActPerTensorFloatMSE, "qdiffusion": _MinMaxAct, "minmax": _MaxUnsignedAct}
 
 
 class LpSearch(MSE):
@@ -91,6 +100,12 @@ def activation_quantizer(method: str, bits: int, mse_candidates: int = 100, sear
     """The brevitas activation quantizer of `method` at `bits` bits (per tensor)."""
     base = _ACT_QUANT[method]
     return type(f"{method}A{bits}", (base,), {"bit_width": bits} | _mse_search(base, mse_candidates, search_norm))
+
+
+def probability_quantizer(method: str, bits: int, mse_candidates: int = 100, search_norm: float = 2.4) -> type:
+    """The quantizer of the attention probabilities (softmax output, in [0, 1]) of `method` at `bits` bits."""
+    base = _PROBABILITY_QUANT[method]
+    return type(f"{method}P{bits}", (base,), {"bit_width": bits} | _mse_search(base, mse_candidates, search_norm))
 
 
 def _mse_search(base: type, candidates: int, search_norm: float) -> dict:

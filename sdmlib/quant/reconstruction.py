@@ -164,6 +164,12 @@ def _minibatches(inputs, targets, size: int, generator):
         yield _take(args, rows), _take(kwargs, rows), target[rows]
 
 
+def is_step_size(name: str) -> bool:
+    """Whether parameter `name` is an activation quantizer's step size (brevitas: input_quant of a layer,
+    act_quant of a QuantIdentity)."""
+    return ("input_quant." in name or "act_quant." in name) and name.endswith("scaling_impl.value")
+
+
 def reconstruction_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Q-Diffusion's ‖·‖²: squared error summed over a sample's features, averaged over the batch."""
     return (output - target).pow(2).flatten(1).sum(1).mean()
@@ -190,7 +196,8 @@ def reconstruct_unit(unit: nn.Module, inputs, targets, config: QuantConfig, gene
             loss.backward()
             optimizer.step()
         _set_soft_rounding(unit, False)
-    step_sizes = [p for n, p in unit.named_parameters() if "input_quant" in n and n.endswith("scaling_impl.value")]
+    # Every activation step size of the unit: layer inputs (input_quant) and, with attention_matmuls, the matmuls'.
+    step_sizes = [p for n, p in unit.named_parameters() if is_step_size(n)]
     if step_sizes and config.activation_iterations:
         weights = [p for n, p in unit.named_parameters() if p not in set(step_sizes)]
         for p in weights:

@@ -55,6 +55,28 @@ def setting_folder(config: QuantConfig) -> Path:
     return quant_root(config) / config.setting_name()
 
 
+PLACE_FIELDS = ("run_dir", "output_dir", "device")  # where a setting lives and runs, not what it is
+
+
+def check_setting(folder: Path, recorded: dict, config: QuantConfig) -> None:
+    """Refuse to reuse a setting folder made with other parameters (the name holds only the main choices): a
+    re-run must skip only work that is the same, never hand back results of another calibration or sampler."""
+    wanted = config.to_dict()
+    # Fields added since the folder was written count as their defaults, so older folders stay usable.
+    defaults = QuantConfig().to_dict()
+    differ = {
+        name: (recorded.get(name, defaults[name]), value)
+        for name, value in wanted.items()
+        if name not in PLACE_FIELDS and recorded.get(name, defaults[name]) != value
+    }
+    if differ:
+        listed = ", ".join(f"{name}={old!r} there, {new!r} now" for name, (old, new) in differ.items())
+        raise ValueError(
+            f"the setting folder {folder} was made with other parameters ({listed}); pass another output_dir, "
+            f"or delete the folder to redo it"
+        )
+
+
 def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
@@ -99,11 +121,16 @@ def quantize_run(config: QuantConfig, progress: bool = False) -> dict:
     folder = setting_folder(config)
     metrics_path = folder / "metrics.json"
     if metrics_path.exists():
+        finished = json.loads(metrics_path.read_text())
+        check_setting(folder, finished["parameters"], config)
         print(f"{folder}: finished, skipped")
-        return json.loads(metrics_path.read_text())
+        return finished
     run_dir = check_run(config)
     train_config = TrainConfig.from_mapping(json.loads((run_dir / "config.json").read_text()))
-    pipeline = load_pipeline(run_dir, torch.device("cpu"))
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for, but torch sees no CUDA device; use 'auto' or 'cpu'")
+    device = torch.device("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
+    pipeline = load_pipeline(run_dir, device)
     unet, run_scheduler = pipeline.unet.eval(), pipeline.scheduler
     sampler = build_sampler(config.sampler, run_scheduler)
     real = None
@@ -112,6 +139,7 @@ def quantize_run(config: QuantConfig, progress: bool = False) -> dict:
 
     timings = {}
     if (folder / STATE_FILE).exists() and (folder / RECORD_FILE).exists():
+        check_setting(folder, json.loads((folder / RECORD_FILE).read_text())["config"], config)
         model, _ = load_quant_state(folder, unet)
         report = {"loaded": True}
     else:

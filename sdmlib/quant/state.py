@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..io import save_json, save_safetensors
+from .attention import QuantAttnProcessor
 from .config import QuantConfig
 from .model import quant_structure
 from .quantizers import quant_layers
@@ -79,7 +80,7 @@ def load_quant_state(folder: Path, unet: torch.nn.Module) -> tuple[torch.nn.Modu
     model = quant_structure(unet, config, {k: int(v) for k, v in record["splits"].items()})
     state = load_file(folder / STATE_FILE)
     # Activation scales exist only once calibrated: brevitas creates them on loading, so compare layer by layer.
-    layers = set(quant_layers(model))
+    layers = set(quant_layers(model)) | {n for n, m in model.named_modules() if isinstance(m, QuantAttnProcessor)}
     saved_layers = {re.split(r"\.\w+_quant\.", k)[0] for k in state}
     missing_keys, unexpected_keys = model.load_state_dict(state, strict=False)
     unexpected = sorted(set(unexpected_keys) | (saved_layers - layers))

@@ -8,7 +8,8 @@ quantize.
 A study file (yaml.safe_load) has four parts, every entry checked before any work starts:
 
     output_dir: outputs/quant_study
-    train: {...}          # TrainConfig parameters shared by the runs
+    train_files: [...]    # optional: TrainConfig parameter files (e.g. params/cifar10.yaml), read in turn
+    train: {...}          # TrainConfig parameters shared by the runs, over the files
     runs:                 # run label -> its own TrainConfig parameters (trained in <output_dir>/runs/<label>)
       ddpm: {s0: 0.0}
     quant: {...}          # QuantConfig parameters shared by the settings
@@ -35,7 +36,7 @@ from ..config import TrainConfig, project_path
 from ..io import save_text, write_atomically
 from .config import QuantConfig
 
-STUDY_KEYS = ("output_dir", "train", "runs", "quant", "settings")
+STUDY_KEYS = ("output_dir", "train_files", "train", "runs", "quant", "settings")
 COLUMNS = (
     "run", "s0", "setting", "method", "weight_bits", "activation_bits", "calibration", "split", "reconstruction",
     "mean_relative_error", "sample_rms", "pca_fd_fp", "pca_fd_quant", "calibration_seconds", "quantization_seconds",
@@ -66,11 +67,18 @@ class QuantStudy:
             if not isinstance(values.get(key, kind()), kind) or (key in ("runs", "settings") and not values.get(key)):
                 raise ValueError(f"{source}: {key} must be a non-empty {kind.__name__}, got {values.get(key)!r}")
         output_dir = project_path(values.get("output_dir") or "outputs/quant_study")
+        shared = {}
+        for file in values.get("train_files") or []:
+            loaded = yaml.safe_load(project_path(file).read_text())
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{source}: train_files entry {file!r} is not a mapping of TrainConfig parameters")
+            shared.update(loaded)
+        shared.update(values.get("train") or {})
         runs = {}
         for label, own in values["runs"].items():
             if not isinstance(own, dict):
                 raise ValueError(f"{source}: runs.{label} must be a mapping of TrainConfig parameters, got {own!r}")
-            parameters = {**values.get("train", {}), **own, "output_dir": str(output_dir / "runs" / str(label))}
+            parameters = {**shared, **own, "output_dir": str(output_dir / "runs" / str(label))}
             runs[str(label)] = TrainConfig.from_mapping(parameters)  # validated here, before any work
         settings, names = [], {}
         for index, own in enumerate(values["settings"]):
