@@ -65,7 +65,7 @@ smoke: $(STAMP)
 	@echo "smoke figures: $(SMOKE)/figures/"
 
 # Quantization (notebooks/quantize.ipynb) on a tiny run trained for seconds: PTQ4DM W8A8 and Q-Diffusion W4A8
-# (reconstruction off here: it is tested in tests/test_quant.py; see the README for the study's settings).
+# (reconstruction runs 5 iterations here, with the attention matmuls quantized; the README gives the study's settings).
 QUANT_RUN := $(OUT)/quant-smoke/run
 quantize-smoke: $(STAMP)
 	mkdir -p $(OUT)/quant-smoke
@@ -74,7 +74,8 @@ quantize-smoke: $(STAMP)
 	$(PAPERMILL) notebooks/quantize.ipynb $(OUT)/quant-smoke/quantize-ptq4dm.ipynb -f params/quant-quick.yaml \
 	  -p run_dir $(QUANT_RUN) -p method ptq4dm -p weight_bits 8
 	$(PAPERMILL) notebooks/quantize.ipynb $(OUT)/quant-smoke/quantize-qdiffusion.ipynb -f params/quant-quick.yaml \
-	  -p run_dir $(QUANT_RUN) -p method qdiffusion -p weight_bits 4 -p reconstruction off
+	  -p run_dir $(QUANT_RUN) -p method qdiffusion -p weight_bits 4 -p attention_matmuls true \
+	  -p reconstruction_iterations 5 -p activation_iterations 2
 	@echo "quantization smoke: $(QUANT_RUN)/quant/"
 
 # The prepared GPU check (benchmarks/gpu/README.md) on the CPU: tiny sizes, CUDA-only parts skipped, < 1 min. It

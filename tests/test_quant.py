@@ -289,7 +289,7 @@ def test_trained_tiny_unet_w8_below_w4_and_save_load_identical(tiny_run, tmp_pat
     from sdmlib.evaluate import load_pipeline
     from sdmlib.quant.model import quantize_unet
     from sdmlib.quant.run import check_run
-    from sdmlib.quant.shortcut import concat_ranges, concat_splits
+    from sdmlib.quant.shortcut import concat_ranges, concat_splits, split_errors
     from sdmlib.quant.state import load_quant_state, save_quant_state
     from sdmlib.train import train
 
@@ -317,6 +317,13 @@ def test_trained_tiny_unet_w8_below_w4_and_save_load_identical(tiny_run, tmp_pat
     assert splits["up_blocks.0.resnets.0.conv_shortcut"] == 64 and len(splits) == 6
     ranges = concat_ranges(unet, splits, x, t)
     assert all(h > 0 and skip > 0 for h, skip in ranges.values())
+    # What the split saves on the trained UNet, layer by layer (the quantize notebook's table and assertion).
+    report = split_errors(unet, splits, calibration.batches(4), config.replace(method="qdiffusion", weight_bits=8))
+    assert set(report) == set(splits)
+    for name, row in report.items():
+        assert (row["h_range"], row["skip_range"]) == pytest.approx(ranges[name], rel=0.5)  # more batches here
+        assert 0 < row["error_split"] <= 1.1 * row["error_single"], name
+    assert sum(r["error_split"] for r in report.values()) < 0.9 * sum(r["error_single"] for r in report.values())
 
     # Q-Diffusion's full recipe (split, learned rounding: tensors brevitas shares between two quantizers).
     split_config = config.replace(method="qdiffusion", shortcut_split="on", reconstruction="on", attention_matmuls=True,

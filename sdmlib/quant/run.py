@@ -190,6 +190,32 @@ def quantize_run(config: QuantConfig, progress: bool = False) -> dict:
     return result
 
 
+SPLIT_FILE = "shortcut_split.json"
+
+
+def shortcut_report(config: QuantConfig, max_samples: int = 64) -> dict[str, dict]:
+    """Shortcut splitting on the run's trained UNet with this setting's quantizers (`shortcut.split_errors`):
+    per split layer, the ranges of h and skip and the layer's output error with one quantizer and split, on a
+    uniform calibration set of at most `max_samples` samples. Written to <setting>/shortcut_split.json; read
+    back on a re-run."""
+    from ..evaluate import load_pipeline
+    from .shortcut import concat_splits, split_errors
+
+    path = setting_folder(config) / SPLIT_FILE
+    if path.exists():
+        return json.loads(path.read_text())
+    pipeline = load_pipeline(check_run(config), torch.device("cpu"))
+    unet = pipeline.unet.eval()
+    size = min(config.calibration_size, max_samples)
+    small = config.replace(calibration="uniform", calibration_size=size, batch_size=min(config.batch_size, size),
+                           uniform_interval=max(1, config.num_inference_steps // max(1, min(size, 10))))
+    batches = calibration_set(unet, pipeline.scheduler, small).batches(small.batch_size)
+    splits = concat_splits(unet, *batches[0])
+    report = split_errors(unet, splits, batches, config)
+    save_json(path, report)
+    return report
+
+
 def load_settings(config: QuantConfig) -> dict[str, dict]:
     """{setting name: metrics.json} of every finished setting in the quant folder of `config`."""
     folder = quant_root(config)
