@@ -171,6 +171,24 @@ def test_uniform_and_ndtc_sets_come_from_the_trajectory(random_unet):
     assert sorted(coded.t.tolist()) == sorted(drawn.tolist())  # the raw draws are the labels
 
 
+def test_ndtc_code_labelling_keeps_the_image_near_T_minus_1_minus_t(random_unet, monkeypatch):
+    import sdmlib.quant.calibration as calibration
+
+    unet, scheduler = random_unet
+    seen = {}
+    monkeypatch.setattr(calibration, "_from_trajectories",
+                        lambda unet, sampler, config, steps, labels: seen.update(steps=steps, labels=labels))
+    config = QuantConfig(calibration="ndtc", ndtc_labelling="code", calibration_size=64, batch_size=8,
+                         num_inference_steps=10)
+    calibration._calibration_pairs(unet, scheduler, config)
+    scheduler.set_timesteps(10)
+    kept = scheduler.timesteps[seen["steps"]]  # the trajectory step each image is taken at
+    # PTQ4DM's script: the image kept near T − 1 − t is labelled t. The 10 steps are 0, 100, …, 900, so the nearest
+    # is within half a spacing (50), or within 99 above the last step; labelling by t itself would miss by |2t − 999|.
+    assert seen["labels"].float().std() > 100
+    assert (kept - (999 - seen["labels"])).abs().max() <= 99
+
+
 def test_ddim_calibration_set_comes_from_a_deterministic_ddim_trajectory(random_unet):
     import functools
 
@@ -221,6 +239,42 @@ def test_split_conv_is_exact_in_float_and_beats_one_quantizer_on_disparate_range
         skip_single = (single.input_quant(x_skip).value[:, 8:] - skip).norm() / skip.norm()
     assert skip_single > 0.5  # one range for both parts wipes out most of the skip features
     assert error_split < 0.5 * error_single
+
+
+def test_concat_splits_measure_h_channels_of_every_up_block_resnet():
+    """Against the forward pass itself: the h part of resnet j's input is the up block's input (j = 0) or resnet
+    j − 1's output, on a UNet whose skips within one up block differ in channels (3 levels, 2 layers per block)."""
+    from diffusers import UNet2DModel
+
+    from sdmlib.quant.shortcut import concat_splits
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=16, block_out_channels=(16, 24, 40), layers_per_block=2, norm_num_groups=8,
+                       down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3).eval()
+    x, t = torch.randn(1, 3, 16, 16), torch.tensor([10])
+    splits = concat_splits(unet, x, t)
+    h_channels, handles = {}, []
+    for i, block in enumerate(unet.up_blocks):
+        handles.append(block.register_forward_pre_hook(
+            lambda m, args, kwargs, i=i: h_channels.__setitem__((i, 0), (args[0] if args else kwargs[
+                "hidden_states"]).shape[1]), with_kwargs=True))
+        for j, resnet in enumerate(block.resnets[:-1]):
+            handles.append(resnet.register_forward_hook(
+                lambda m, args, out, i=i, j=j: h_channels.__setitem__((i, j + 1), out.shape[1])))
+    with torch.no_grad():
+        unet(x, t)
+    expected = {f"up_blocks.{i}.resnets.{j}.conv_shortcut": c for (i, j), c in h_channels.items()}
+    assert splits == expected and len(splits) == 9
+    assert len(set(splits.values())) > 1 and splits != {name: 40 for name in splits}
+
+
+def test_setting_names_carry_only_what_differs_from_the_method_defaults():
+    assert QuantConfig(method="ptq4dm").setting_name() == "ptq4dm-w8a8-ndtc1024-split_off-recon_off"
+    assert QuantConfig(method="ptq4dm", search_norm=2.0).setting_name().endswith("-p2")
+    assert QuantConfig(method="qdiffusion", search_norm=2.0).setting_name() == QuantConfig(
+        method="qdiffusion").setting_name()  # the L_p search is PTQ4DM's alone
+    assert QuantConfig(method="ptq4dm", ndtc_labelling="code").setting_name().endswith("-codelabels")
+    assert QuantConfig(method="qdiffusion", reconstruction_iterations=7).setting_name().endswith("-recon_7")
 
 
 # -- bad input ---------------------------------------------------------------------------------------------------
@@ -399,7 +453,9 @@ def test_quantized_attention_matmuls_each_input_quantized(method):
         assert not torch.equal(before, after), name
         assert torch.unique(after).numel() <= 256, name
     probs_after = seen["probs_quant"][1]
-    assert probs_after.min() >= 0  # an unsigned grid for the probabilities: no level spent below 0
+    assert probs_after.min() >= 0
+    # An unsigned grid for the probabilities (they lie in [0, 1]): a signed one would waste half its 256 levels.
+    assert not processor.probs_quant.act_quant.is_signed
     assert QuantConfig(attention_matmuls=True).setting_name().endswith("-attn")
 
 
