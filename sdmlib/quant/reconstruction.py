@@ -15,6 +15,7 @@ other quantized layer (conv_in, the time embedding, down/upsamplers, conv_out). 
 
 from __future__ import annotations
 
+import functools
 import time
 
 import torch
@@ -71,13 +72,20 @@ def _capture_inputs(model: nn.Module, name: str, batches) -> list:
 
 
 @torch.no_grad()
-def _capture_outputs(model: nn.Module, names: list[str], batches) -> dict[str, list]:
-    """The outputs of every submodule in `names` on each calibration batch, in one pass per batch."""
+def capture(model: nn.Module, names, batches, inputs: bool = False) -> dict[str, list]:
+    """The outputs (or, with `inputs`, the first inputs) of every submodule in `names` on each calibration batch
+    [(x_t, t), ...], in one pass per batch."""
     captured: dict[str, list] = {name: [] for name in names}
+
+    def first(value):
+        return value[0] if isinstance(value, tuple) else value
+
+    def hook(module, args, output=None, name=""):
+        captured[name].append(first(args if inputs else output))
+
     handles = [
-        model.get_submodule(name).register_forward_hook(
-            lambda m, args, output, name=name: captured[name].append(output[0] if isinstance(output, tuple) else output)
-        )
+        model.get_submodule(name).register_forward_pre_hook(functools.partial(hook, name=name)) if inputs
+        else model.get_submodule(name).register_forward_hook(functools.partial(hook, name=name))
         for name in names
     ]
     try:
@@ -225,7 +233,7 @@ def reconstruct(float_unet: nn.Module, model: nn.Module, calibration: Calibratio
     report, start = {}, time.perf_counter()
     units = reconstruction_units(model)
     # A split conv_shortcut lies inside its resnet block, so the float model has every unit under its name.
-    all_targets = _capture_outputs(float_unet, units, batches)
+    all_targets = capture(float_unet, units, batches)
     for name in tqdm(units, desc="reconstruction", disable=not progress):
         inputs = _capture_inputs(model, name, batches)
         report[name] = reconstruct_unit(model.get_submodule(name), inputs, all_targets.pop(name), config, generator)

@@ -118,16 +118,9 @@ def split_errors(unet: nn.Module, splits: dict[str, int], batches, config: Quant
     relative output error ‖y_q − y‖/‖y‖ of each is measured against the float layer. Returns {name: {"h_range",
     "skip_range" (max |·| of each part), "error_single", "error_split"}}."""
     from .quantizers import calibrate_activations
+    from .reconstruction import capture
 
-    inputs: dict[str, list[torch.Tensor]] = {name: [] for name in splits}
-    handles = [unet.get_submodule(name).register_forward_pre_hook(
-        lambda module, args, name=name: inputs[name].append(args[0])) for name in splits]
-    try:
-        for x, t in batches:
-            unet(x, t)
-    finally:
-        for handle in handles:
-            handle.remove()
+    inputs = capture(unet, splits, batches, inputs=True)
     results = {}
     for name, split in splits.items():
         conv, xs = unet.get_submodule(name), inputs[name]
