@@ -7,7 +7,7 @@ Q-Diffusion) and peak memory, per method, against the float UNet's forward pass 
 
 Each method runs in a process of its own, so that its peak memory is its own (the process's maximum resident set
 on the CPU, torch's peak allocation on CUDA). Random weights: the cost does not depend on training. Times are
-given in float forward passes of the same batch in the same process (the median of 3), which carries across
+given in float forward passes of the same batch in the same process (the median of 5), which carries across
 machines better than seconds. Timings never go into tests.
 """
 
@@ -36,14 +36,17 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def median_seconds(function, repeats: int = 3) -> float:
-    function()  # warm-up
-    times = []
+def median_seconds(*functions, repeats: int = 5) -> list[float]:
+    """The median time of each function, the functions called in turn (so that machine noise hits all alike)."""
+    for function in functions:
+        function()  # warm-up
+    times = [[] for _ in functions]
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for function, kept in zip(functions, times):
+            start = time.perf_counter()
+            function()
+            kept.append(time.perf_counter() - start)
+    return [statistics.median(kept) for kept in times]
 
 
 def measure(method: str, args) -> dict:
@@ -55,7 +58,7 @@ def measure(method: str, args) -> dict:
     x = torch.randn(args.batch, 3, 32, 32, device=device)
     t = torch.full((args.batch,), 500, device=device)
     with torch.no_grad():
-        forward = median_seconds(lambda: unet(x, t))
+        forward, = median_seconds(lambda: unet(x, t))  # before quantizing: the unit of the quantization time
     config = QuantConfig(method=method, calibration_size=args.calibration_size, batch_size=args.batch,
                          num_inference_steps=args.steps, uniform_interval=max(1, args.steps // 2),
                          reconstruction_iterations=args.iterations, activation_iterations=args.iterations,
@@ -66,15 +69,15 @@ def measure(method: str, args) -> dict:
     start = time.perf_counter()
     model, _, report = quantize_unet(unet, config, calibration)
     quantized = time.perf_counter() - start
-    with torch.no_grad():
-        quant_forward = median_seconds(lambda: model(x, t))
+    with torch.no_grad():  # the forward ratio from float and quantized forwards taken in turn
+        float_after, quant_forward = median_seconds(lambda: unet(x, t), lambda: model(x, t))
     return {
         "method": method, "model": args.model, "device": str(device), "batch": args.batch,
         "parameters": sum(p.numel() for p in unet.parameters()),
         "calibration_size": args.calibration_size, "reconstruction_iterations": args.iterations if report else 0,
         "reconstruction_units": len(report) - 1 if report else 0,
         "float_forward_s": forward, "calibration_set_s": sampled, "quantization_s": quantized,
-        "quantization_in_forwards": quantized / forward, "quantized_forward_ratio": quant_forward / forward,
+        "quantization_in_forwards": quantized / forward, "quantized_forward_ratio": quant_forward / float_after,
         "peak_memory_mb": peak_memory_mb(device),
     }
 

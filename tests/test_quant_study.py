@@ -70,7 +70,9 @@ def test_tiny_study_end_to_end_and_rerun_skips(tmp_path, tiny_run, monkeypatch):
     assert float(table[1]["mean_relative_error"]) == pytest.approx(rows[1]["mean_relative_error"])
     markdown = (folder / "study.md").read_text()
     assert "ddpm (s0 = 0)" in markdown and "sdm (s0 = -0.4)" in markdown and rows[0]["setting"] in markdown
-    assert (folder / "study.png").stat().st_size > 0
+    assert (folder / "study.png").stat().st_size > 0 and (folder / "study_timesteps.png").stat().st_size > 0
+    assert "timestep_relative_error" not in table[0]  # a figure's data, not a column
+    assert len(rows[0]["timestep_relative_error"]) == 3 and min(rows[0]["timestep_relative_error"].values()) > 0
 
     # A re-run trains nothing and quantizes nothing: every run and setting is finished.
     import sdmlib.quant.run as run_module

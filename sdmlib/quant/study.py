@@ -18,7 +18,7 @@ A study file (yaml.safe_load) has four parts, every entry checked before any wor
 
 Re-running skips trained runs and finished settings (`quantize_run` keeps each setting's folder), so an
 interrupted study loses at most the setting it was working on. The tables go to <output_dir>/study.csv and
-study.md, the figure to study.png.
+study.md, the figures to study.png (per setting and run) and study_timesteps.png (the error along the trajectory).
 """
 
 from __future__ import annotations
@@ -142,23 +142,27 @@ def study_row(label: str, train_config: TrainConfig, config: QuantConfig, result
         "calibration_seconds": seconds.get("calibration_set", math.nan),
         "quantization_seconds": seconds.get("quantization", math.nan),
         "peak_memory_mb": result.get("peak_memory_mb", math.nan),
+        # {timestep: relative error of ε̂}: for study_timesteps.png, not a CSV column
+        "timestep_relative_error": {int(t): e for t, e in result.get("timestep_relative_error", {}).items()},
     }
 
 
 def write_tables(folder: Path, rows: list[dict]) -> None:
-    """study.csv (every column), study.md (setting × run: relative error, sample RMS, pca_fd) and study.png."""
+    """study.csv (every column), study.md (setting × run: relative error, sample RMS, pca_fd), study.png and
+    study_timesteps.png."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     save_text(Path(folder) / "study.csv", buffer.getvalue())
     save_text(Path(folder) / "study.md", markdown_table(rows))
-    if rows:
-        figure = study_figure(rows)
-        write_atomically(Path(folder) / "study.png", lambda f: figure.savefig(f, format="png", dpi=120,
-                                                                               bbox_inches="tight"))
-        import matplotlib.pyplot as plt
+    if not rows:
+        return
+    import matplotlib.pyplot as plt
 
+    for name, make in (("study.png", study_figure), ("study_timesteps.png", timestep_figure)):
+        figure = make(rows)
+        write_atomically(Path(folder) / name, lambda f: figure.savefig(f, format="png", dpi=120, bbox_inches="tight"))
         plt.close(figure)
 
 
@@ -211,6 +215,35 @@ def study_figure(rows: list[dict]):
     return fig
 
 
+def timestep_figure(rows: list[dict]):
+    """One panel per run: the relative error of ε̂ against the timestep, one line per setting (the same colour and
+    style for a setting in every panel), so that where along the trajectory each setting loses is visible."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs, settings, cell = _by_setting(rows)
+    colours = plt.get_cmap("tab20")
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs) + 3, 4.5), sharey=True, squeeze=False)
+    for ax, run in zip(axes[0], runs):
+        for k, setting in enumerate(settings):
+            errors = cell[(setting, run)]["timestep_relative_error"] if (setting, run) in cell else {}
+            if errors:
+                steps = sorted(errors)
+                ax.plot(steps, [errors[t] for t in steps], color=colours(k % 20), lw=1.3,
+                        ls="--" if "w4" in setting else "-", label=setting)
+        ax.set_yscale("log")
+        ax.set_xlabel("timestep t (sampling runs right to left)")
+        ax.set_title(f"{run} (s0 = {next(r['s0'] for r in rows if r['run'] == run):g})")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("relative error of ε̂ along the float trajectory")
+    axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle("Where along the trajectory quantization costs (dashed: 4-bit weights)")
+    fig.tight_layout()
+    return fig
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sdmlib.quant.study",
@@ -228,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"setting {config.setting_name()}")
         return 0
     run_study(study, progress=not args.no_progress)
-    print(f"tables: {study.output_dir}/study.md, study.csv, study.png")
+    print(f"tables: {study.output_dir}/study.md, study.csv; figures: study.png, study_timesteps.png")
     return 0
 
 
