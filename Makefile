@@ -74,7 +74,7 @@ quantize-smoke: $(STAMP)
 	$(PAPERMILL) notebooks/quantize.ipynb $(OUT)/quant-smoke/quantize-ptq4dm.ipynb -f params/quant-quick.yaml \
 	  -p run_dir $(QUANT_RUN) -p method ptq4dm -p weight_bits 8
 	$(PAPERMILL) notebooks/quantize.ipynb $(OUT)/quant-smoke/quantize-qdiffusion.ipynb -f params/quant-quick.yaml \
-	  -p run_dir $(QUANT_RUN) -p method qdiffusion -p weight_bits 4 -p attention_matmuls true \
+	  -p run_dir $(QUANT_RUN) -p method qdiffusion -p weight_bits 4 -p attention_matmuls True \
 	  -p reconstruction_iterations 5 -p activation_iterations 2
 	@echo "quantization smoke: $(QUANT_RUN)/quant/"
 

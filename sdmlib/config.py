@@ -385,7 +385,10 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
         value = _number_from_text(value) if _number_from_text(value) is not None else value
     if hint is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r} ({type(value).__name__})")
+            hint_text = ""
+            if isinstance(value, str) and value.lower() in ("true", "false"):  # papermill's -p passes it as text
+                hint_text = f"; papermill's command line: -p {name} {value.capitalize()} or -y '{name}: {value}'"
+            raise ValueError(f"{name} must be true or false, got {value!r} ({type(value).__name__}){hint_text}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

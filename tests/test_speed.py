@@ -133,7 +133,7 @@ def test_a_batch_that_does_not_divide_across_processes_is_a_clear_error():
     [
         ({"channels_last": "yes"}, r"channels_last must be one of \('auto', 'on', 'off'\), got 'yes'"),
         ({"data_on_device": True}, "data_on_device must be a string"),
-        ({"compile": "true"}, "compile must be true or false, got 'true'"),
+        ({"compile": "true"}, "compile must be true or false, got 'true' .*-p compile True or -y 'compile: true'"),
         ({"tf32": 1}, "tf32 must be true or false"),
     ],
 )
