@@ -30,7 +30,7 @@ from .io import save_json, save_safetensors, write_atomically
 from .metrics import PixelPCA, compute_metrics, images_to_uint8
 from .pipeline import SqueezedDDPMPipeline
 from .samplers import build_scheduler, evaluation_label, step_kwargs
-from .speed import compile_for_sampling
+from .speed import compile_for_sampling, sampling_autocast
 from .train import cache_dir, is_trained, seeded_generator
 
 
@@ -187,10 +187,13 @@ def evaluate_run(config: TrainConfig, *, progress: bool = True, separate: bool =
     check_prediction_type_matches(pipeline, config)
     pipeline = with_sampler(pipeline, config)
     note = compile_for_sampling(pipeline, config.compile)
-    if note:
-        print(note)
-    sample_grid(pipeline, config, out_dir / "samples_grid.png")
-    samples, sampling_seconds = generate_samples(pipeline, config, out_dir / "samples", progress)
+    autocast, precision_note = sampling_autocast(device, config.mixed_precision)
+    for line in (note, precision_note):
+        if line:
+            print(line)
+    with autocast:
+        sample_grid(pipeline, config, out_dir / "samples_grid.png")
+        samples, sampling_seconds = generate_samples(pipeline, config, out_dir / "samples", progress)
 
     real = build_dataset(config.dataset, config.data_dir, config.image_size, train=True, augment=False)
     key = dataset_fingerprint(config.dataset, config.data_dir, config.image_size)

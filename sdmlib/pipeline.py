@@ -102,8 +102,13 @@ class SqueezedDDPMPipeline(DiffusionPipeline):
         # Noise is drawn on the generator's device (CPU for a CPU generator) and moved, as diffusers does, so a
         # seed means the same images on every machine.
         image = self.scheduler.initial_noise(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
-        for t in tqdm(self.scheduler.timesteps, desc="sampling", disable=not progress, leave=False):
-            model_output = self.unet(image, t).sample
+        # The network's timesteps go to the device once, not once a step, and without waiting (a blocking copy
+        # holds the host until the device has caught up); the scheduler indexes its own tables with the host copy.
+        # The output is cast to the sample's dtype, so under autocast the sampler's update stays in full precision.
+        timesteps = self.scheduler.timesteps
+        on_device = timesteps.to(self.device, non_blocking=True)
+        for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
+            model_output = self.unet(image, on_device[i]).sample.to(image.dtype)
             image = self.scheduler.step(model_output, t, image, generator=generator, **step_kwargs).prev_sample
         image = (image / 2 + 0.5).clamp(0, 1)
         if output_type == "pt":

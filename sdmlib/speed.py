@@ -15,10 +15,13 @@ computes what the code computed before the options existed, bit for bit (the exa
 - EMA: `ForeachEMA`, diffusers' EMAModel (its state and warm-up decay) with the update as three foreach operations.
 - `data_on_device`: the training set as uint8 on the device, batches gathered, scaled and flipped there
   (`DeviceImages`), the same batches as the DataLoader path.
+- Sampling (evaluation) runs the network under the run's autocast precision (`sampling_autocast`); the sampler's
+  arithmetic stays in fp32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 
@@ -198,6 +201,17 @@ class DeviceImages:
         """(B, 3, S, S) float32 in [−1, 1] for dataset indices (B,)."""
         chosen = self.images.index_select(0, indices.to(self.device, non_blocking=True))
         return chosen.to(torch.float32) / 127.5 - 1
+
+
+def sampling_autocast(device: torch.device, requested: str):
+    """(context, note) for sampling in the run's precision: the network under fp16 or bf16 autocast where the run
+    trains so (`resolve_mixed_precision`: "auto" is fp16 on CUDA, fp32 on the CPU), a null context for fp32. The
+    pipeline casts each network output back to the sample's fp32, so the sampler's updates are not rounded."""
+    precision, _ = resolve_mixed_precision(requested, device)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext(), ""
+    return torch.autocast(device.type, dtype=dtype), f"sampling with the network under {precision} autocast"
 
 
 def compile_for_sampling(pipeline, compile: bool) -> str:

@@ -402,8 +402,8 @@ def training_step(parts: StepParts, config: TrainConfig, x0: torch.Tensor, step:
 
 class BatchLog:
     """With $SDM_BATCH_LOG set to a folder, each process appends its step's dataset indices to rank<i>.jsonl there,
-    each checkpoint it writes, and at the end a SHA-256 of its weights: how the data-parallel test sees each
-    process's share and final state."""
+    each checkpoint it writes, its own and its logged losses at each log point, and at the end a SHA-256 of its
+    weights: how the data-parallel test sees each process's share and final state."""
 
     def __init__(self, folder: Path | None, process_index: int):
         self.path = folder / f"rank{process_index}.jsonl" if folder else None
@@ -425,6 +425,10 @@ class BatchLog:
 
     def checkpoint(self, step: int) -> None:
         self._write({"checkpoint": step})
+
+    def losses(self, steps: list[int], own: torch.Tensor, logged: list[float]) -> None:
+        if self.path:  # this process's own losses (read back only here), and the global ones it logged
+            self._write({"loss_steps": list(steps), "own": own.tolist(), "logged": logged})
 
     def finish(self, model: torch.nn.Module) -> None:
         if self.path:
@@ -511,7 +515,11 @@ def train(config: TrainConfig, *, progress: bool = True, stop_after_step: int | 
         nonlocal images_since_log, log_timer
         if not pending_steps:
             return
-        values = pending[: len(pending_steps)].tolist()
+        own = pending[: len(pending_steps)]
+        # The global batch's loss: the mean over the processes of each one's share (one collective per log point,
+        # never per step), so every process holds the same history and a non-finite loss stops all of them alike.
+        values = accelerator.reduce(own, reduction="mean").tolist()
+        debug.losses(pending_steps, own, values)
         if not all(math.isfinite(v) for v in values):
             bad = next(s for s, v in zip(pending_steps, values) if not math.isfinite(v))
             last_good = latest_checkpoint(run_dir)

@@ -128,6 +128,31 @@ def test_sampling_step_does_not_synchronise(name):
     assert torch.isfinite(x).all()
 
 
+@pytest.mark.parametrize("mixed_precision", ["no", "fp16", "bf16"])
+def test_sampling_loop_does_not_synchronise(mixed_precision):
+    """The whole pipeline call, as evaluation makes it (device generator, the run's autocast): the network, its
+    timesteps (moved to the device once, before the loop) and every sampler step, with no read-back."""
+    from sdmlib.models import build_unet
+    from sdmlib.pipeline import SqueezedDDPMPipeline
+    from sdmlib.speed import sampling_autocast
+
+    config = run_config()
+    unet = build_unet(config.model_size, config.image_size).eval()
+    pipeline = SqueezedDDPMPipeline(unet, training.build_scheduler(config, AXIS))
+    pipeline.to(CUDA)
+    autocast, _ = sampling_autocast(CUDA, mixed_precision)
+
+    def draw(steps):
+        generator = torch.Generator(device=CUDA).manual_seed(0)
+        return pipeline(batch_size=4, generator=generator, num_inference_steps=steps, output_type="pt").images
+
+    with autocast:
+        draw(2)  # warm-up: cuDNN's algorithm choice and the first allocations may synchronise
+        with no_synchronisation():
+            images = draw(config.num_inference_steps)
+    assert images.dtype == torch.float32 and torch.isfinite(images).all()
+
+
 # -- CUDA equals the CPU -----------------------------------------------------------------------------------------
 
 

@@ -105,6 +105,19 @@ def test_processes_end_with_identical_weights(two_process_runs):
         assert digests[0][-1] == digests[1][-1], name
 
 
+def test_logged_loss_is_the_global_batch_mean_on_every_process(two_process_runs):
+    for name in ("whole", "split"):
+        records = [[r for r in read_log(two_process_runs / f"{name}-log", rank) if "logged" in r]
+                   for rank in range(PROCESSES)]
+        assert [r["loss_steps"] for r in records[0]] == [r["loss_steps"] for r in records[1]]
+        assert len(records[0]) == STEPS  # log_every 1: a log point per step (the split run appends after resuming)
+        for first, second in zip(*records):
+            assert first["logged"] == second["logged"]  # one history on every process
+            assert first["own"] != second["own"]  # each process's half of the batch has its own loss
+            expected = [(a + b) / 2 for a, b in zip(first["own"], second["own"])]
+            assert first["logged"] == pytest.approx(expected, rel=1e-6)
+
+
 def test_checkpoints_are_written_once_by_the_main_process(two_process_runs):
     for name, expected in (("whole", [2, 4]), ("split", [2, 4])):
         written = {

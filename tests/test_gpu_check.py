@@ -62,6 +62,14 @@ def test_tiny_throughput_json_follows_from_its_timings(tmp_path, monkeypatch):
     best = max(result["training"], key=lambda r: r["images_per_second"])
     assert result["best_training"] == best
     assert result["fraction_of_ceiling"] == pytest.approx(best["tflops"] / matmul["tflops"])
+    # The profile: operators by self time, shares of the total, the table beside the JSON.
+    profile = result["profile"]
+    assert profile["clock"] == "cpu" and profile["steps"] == 1 and len(profile["top"]) == 12
+    shares = [row["share"] for row in profile["top"]]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
+    assert sum(row["ms"] for row in profile["top"]) <= profile["total_ms"] * (1 + 1e-9)
+    assert any("convolution" in row["op"] for row in profile["top"][:5])  # a UNet's step is mostly convolutions
+    assert "Self CPU" in (tmp_path / "profile.txt").read_text()
 
 
 def hand_measurement():

@@ -188,3 +188,45 @@ def test_channels_last_step_equals_the_default_step_to_rounding(tmp_path, tiny_r
     torch.testing.assert_close(loss, reference_loss, rtol=1e-5, atol=1e-6)
     for key in reference:
         torch.testing.assert_close(after[key], reference[key], rtol=1e-4, atol=1e-6)
+
+
+def test_sampling_runs_the_network_in_the_runs_autocast_precision_and_the_sampler_in_fp32():
+    """Evaluation samples under `sampling_autocast`: fp32 (a null context) for the CPU default, bf16 autocast of the
+    network for a bf16 run, with every network output cast back so that the sampler's updates stay fp32."""
+    from sdmlib.models import build_unet
+    from sdmlib.pipeline import SqueezedDDPMPipeline
+    from sdmlib.scheduler import SqueezedDDPMScheduler
+
+    torch.manual_seed(0)
+    pipeline = SqueezedDDPMPipeline(build_unet("tiny", 16).eval(), SqueezedDDPMScheduler(s0=-0.4))
+    context, note = speed.sampling_autocast(CPU, "auto")
+    assert note == "" and not isinstance(context, torch.autocast)
+    network_dtypes, step_dtypes = [], []
+    pipeline.unet.conv_out.register_forward_hook(lambda m, a, out: network_dtypes.append(out.dtype))
+    step = pipeline.scheduler.step
+
+    def recording_step(model_output, t, sample, **kwargs):
+        step_dtypes.append((model_output.dtype, sample.dtype))
+        return step(model_output, t, sample, **kwargs)
+
+    pipeline.scheduler.step = recording_step
+
+    def draw():
+        return pipeline(batch_size=2, generator=torch.Generator().manual_seed(1), num_inference_steps=4,
+                        output_type="pt").images
+
+    with context:
+        reference = draw()
+    assert set(network_dtypes) == {torch.float32}
+    network_dtypes.clear()
+    context, note = speed.sampling_autocast(CPU, "bf16")
+    assert note == "sampling with the network under bf16 autocast"
+    with context:
+        images = draw()
+    assert set(network_dtypes) == {torch.bfloat16}  # the network ran in bf16 ...
+    assert set(step_dtypes) == {(torch.float32, torch.float32)}  # ... and the sampler got fp32 throughout
+    assert images.dtype == torch.float32 and torch.isfinite(images).all()
+    difference = (images - reference).abs()
+    # bf16 rounding of the network (8-bit mantissa) carried through 4 steps, not another sample: measured 0.0015 on
+    # average and 0.064 at most (pixels in [0, 1]).
+    assert 0 < difference.mean() < 0.01 and difference.max() < 0.2

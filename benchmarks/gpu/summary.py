@@ -54,6 +54,9 @@ def key_numbers(out: Path) -> dict[str, str]:
             parts.append(f"{100 * throughput['fraction_of_ceiling']:.0f}% of it")
         if "sampling" in throughput:
             parts.append(f"sampling {throughput['sampling']['images_per_second']:.0f} img/s")
+        if throughput.get("profile", {}).get("top"):
+            top = throughput["profile"]["top"][0]
+            parts.append(f"top op {top['op']} {100 * top['share']:.0f}% of {throughput['profile']['clock']} time")
         parts += [f"skipped {s}" for s in throughput.get("skipped", [])]
         parts += [f"ERROR {e}" for e in throughput.get("errors", [])]
         numbers["throughput"] = "; ".join(parts)

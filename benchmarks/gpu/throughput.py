@@ -12,6 +12,8 @@ Measured, each in the same process (written to the JSON after each measurement, 
               machine noise hits both alike
   ceiling     TFLOP/s of a long loop of n×n bf16 matrix products (2n³ each): what the device's tensor cores give
   sampling    images/s of the 50-step squeezed sampler at a large batch under autocast; TFLOP/s = F B S / t
+  profile     torch.profiler over 3 eager training steps: the operator table by self device time (profile.txt
+              beside the JSON) and the top operators' shares in the JSON, which say what limits a missed target
 
 On the CPU (the dry run) fp16 autocast and torch.compile are skipped and the JSON says so: they are CUDA paths.
 Timings never go into tests; tests/test_gpu_check.py checks the arithmetic below.
@@ -189,6 +191,47 @@ def measure_sampling(args, device, precision, flops) -> dict:
     }
 
 
+def op_shares(events, device_time: bool, top: int = 12) -> dict:
+    """The profiler's operators by self time (on the device where there is one), each with its share of the total:
+    what a step spends its time on, so that a missed target says what limits it."""
+    key = device_time_key(events) if device_time else "self_cpu_time_total"
+    rows = [(event.key, getattr(event, key, 0.0) or 0.0, event.count) for event in events]
+    total = sum(time for _, time, _ in rows) or 1.0
+    rows.sort(key=lambda row: -row[1])
+    top_rows = [
+        {"op": name, "ms": time / 1e3, "share": time / total, "calls": calls} for name, time, calls in rows[:top]
+    ]
+    return {"clock": "device" if device_time else "cpu", "total_ms": total / 1e3, "top": top_rows}
+
+
+def device_time_key(events) -> str:
+    """The profiler's name for self device time: "self_device_time_total" since torch 2.4, "cuda" before."""
+    recent = events and hasattr(events[0], "self_device_time_total")
+    return "self_device_time_total" if recent else "self_cuda_time_total"
+
+
+def measure_profile(args, device, precision, channels_last, out_dir: Path) -> dict:
+    """torch.profiler over `args.profile_steps` eager training steps after a warm-up: the operator table by self
+    time to profile.txt, the top operators with their shares into the JSON."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sdm, _, _, _ = build_training_step(args.model, args.image_size, args.batch, precision, channels_last, False, device)
+    for _ in range(2):
+        sdm()
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as profiler:
+        for _ in range(args.profile_steps):
+            sdm()
+        if cuda:
+            torch.cuda.synchronize()
+    events = profiler.key_averages()
+    sort_by = device_time_key(events) if cuda else "self_cpu_time_total"
+    (out_dir / "profile.txt").write_text(events.table(sort_by=sort_by, row_limit=30) + "\n")
+    return {"precision": precision, "channels_last": channels_last, "steps": args.profile_steps,
+            "batch_size": args.batch, **op_shares(events, device_time=cuda)}
+
+
 def device_info(device: torch.device) -> dict:
     info = {"device": str(device), "torch": torch.__version__, "python": platform.python_version()}
     if device.type == "cuda":
@@ -207,11 +250,12 @@ def parse_args(argv=None):
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile configurations")
     args = parser.parse_args(argv)
     # The paper's sizes, or the dry run's: every path runs, in seconds on two CPU cores.
-    sizes = dict(model="tiny", batch=4, warmup=1, steps=2, sample_batch=4, sample_steps=2, matmul_n=128, matmul_iters=4)
+    sizes = dict(model="tiny", batch=4, warmup=1, steps=2, sample_batch=4, sample_steps=2, matmul_n=128, matmul_iters=4,
+                 profile_steps=1)
     if not args.tiny:
         sizes = dict(
             model="paper", batch=128, warmup=5, steps=20, sample_batch=1000, sample_steps=50, matmul_n=8192,
-            matmul_iters=50,
+            matmul_iters=50, profile_steps=3,
         )
     for name, value in sizes.items():
         setattr(args, name, value)
@@ -281,7 +325,9 @@ def main(argv=None) -> dict:
             print(f"{label}: {measured['images_per_second']:.1f} img/s, {measured['tflops']:.2f} TFLOP/s", flush=True)
         if (precision, channels_last, compile_unet) == (precisions[0], False, False):
             # The squeeze's share, in the paper's precision (fp16 on CUDA) and eager, right after its own numbers.
-            ratio = attempt("sdm/ddpm ratio", lambda: measure_training(args, device, precision, False, False, flops, True))
+            ratio = attempt(
+                "sdm/ddpm ratio", lambda: measure_training(args, device, precision, False, False, flops, True)
+            )
             if ratio is not None:
                 result["ratio"] = ratio
                 print(f"SDM/DDPM step time: {ratio['sdm_over_ddpm']:.3f}", flush=True)
@@ -293,6 +339,12 @@ def main(argv=None) -> dict:
             if sampling is not None:
                 result["sampling"] = sampling
                 print(f"sampling: {sampling['images_per_second']:.1f} img/s", flush=True)
+    # What a step spends its time on (eager, the first precision, channels_last as CUDA's default): last, and short.
+    profiled = attempt("profile", lambda: measure_profile(args, device, precisions[0], cuda, out.parent))
+    if profiled is not None:
+        result["profile"] = profiled
+        shares = ", ".join(f"{row['op']} {row['share']:.0%}" for row in profiled["top"][:3])
+        print(f"profile ({profiled['clock']} time, {out.parent / 'profile.txt'}): {shares}", flush=True)
     if result["training"]:
         best = max(result["training"], key=lambda r: r["images_per_second"])
         result["best_training"] = best
