@@ -93,3 +93,25 @@ def test_pipeline_arguments_are_checked_before_sampling(saved_pipeline, argument
     pipe = SqueezedDDPMPipeline.from_pretrained(saved_pipeline)
     with pytest.raises(ValueError, match=match):
         pipe(**arguments)
+
+
+def test_pipeline_equals_the_loop_written_out_and_feeds_each_timestep_in_order():
+    """The pipeline's loop is the network at each scheduled timestep, then the scheduler's step, nothing else: the
+    same images as that loop written out, with the network seeing the schedule's timesteps one by one."""
+    torch.manual_seed(0)
+    unet = build_unet("tiny", 16).eval()
+    scheduler = SqueezedDDPMScheduler(s0=-0.4)
+    pipeline = SqueezedDDPMPipeline(unet, scheduler)
+    seen = []
+    handle = unet.register_forward_pre_hook(lambda m, args: seen.append(int(args[1])))
+    images = pipeline(batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=5,
+                      output_type="pt").images
+    handle.remove()
+    scheduler.set_timesteps(5)
+    assert seen == scheduler.timesteps.tolist()
+    generator = torch.Generator().manual_seed(3)
+    x = scheduler.initial_noise((2, 3, 16, 16), generator=generator, device=torch.device("cpu"), dtype=torch.float32)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            x = scheduler.step(unet(x, t).sample, t, x, generator=generator).prev_sample
+    torch.testing.assert_close(images, (x / 2 + 0.5).clamp(0, 1), rtol=0, atol=0)

@@ -230,3 +230,28 @@ def test_sampling_runs_the_network_in_the_runs_autocast_precision_and_the_sample
     # bf16 rounding of the network (8-bit mantissa) carried through 4 steps, not another sample: measured 0.0015 on
     # average and 0.064 at most (pixels in [0, 1]).
     assert 0 < difference.mean() < 0.01 and difference.max() < 0.2
+
+
+@pytest.mark.parametrize("precision, expected", [("auto", None), ("bf16", torch.bfloat16)])
+def test_evaluation_samples_under_the_runs_precision(tmp_path, tiny_run, monkeypatch, fresh_accelerate_state, precision,
+                                                     expected):
+    """evaluate_run draws its grid and its samples inside the run's autocast (none for the CPU default)."""
+    import sdmlib.evaluate as evaluate
+
+    config = TrainConfig.from_mapping({**tiny_run, "train_steps": 2, "mixed_precision": precision,
+                                       "output_dir": str(tmp_path / "run")})
+    training.train(config, progress=False)
+    seen = []
+
+    def precision_now(name, function):
+        def wrapped(*args, **kwargs):
+            enabled = torch.is_autocast_enabled("cpu")
+            seen.append((name, torch.get_autocast_dtype("cpu") if enabled else None))
+            return function(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(evaluate, "sample_grid", precision_now("grid", evaluate.sample_grid))
+    monkeypatch.setattr(evaluate, "generate_samples", precision_now("samples", evaluate.generate_samples))
+    evaluate.evaluate_run(config, progress=False)
+    assert seen == [("grid", expected), ("samples", expected)]
