@@ -127,10 +127,7 @@ def quantize_run(config: QuantConfig, progress: bool = False) -> dict:
         return finished
     run_dir = check_run(config)
     train_config = TrainConfig.from_mapping(json.loads((run_dir / "config.json").read_text()))
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for, but torch sees no CUDA device; use 'auto' or 'cpu'")
-    device = torch.device("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
-    pipeline = load_pipeline(run_dir, device)
+    pipeline = load_pipeline(run_dir, run_device(config))
     unet, run_scheduler = pipeline.unet.eval(), pipeline.scheduler
     sampler = build_sampler(config.sampler, run_scheduler)
     real = None
@@ -193,6 +190,13 @@ def quantize_run(config: QuantConfig, progress: bool = False) -> dict:
 SPLIT_FILE = "shortcut_split.json"
 
 
+def run_device(config: QuantConfig) -> torch.device:
+    """Where calibration, quantization and sampling run: `config.device` ("auto": CUDA when available)."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for, but torch sees no CUDA device; use 'auto' or 'cpu'")
+    return torch.device("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
+
+
 def shortcut_report(config: QuantConfig, max_samples: int = 64) -> dict[str, dict]:
     """Shortcut splitting on the run's trained UNet with this setting's quantizers (`shortcut.split_errors`):
     per split layer, the ranges of h and skip and the layer's output error with one quantizer and split, on a
@@ -204,12 +208,14 @@ def shortcut_report(config: QuantConfig, max_samples: int = 64) -> dict[str, dic
     path = setting_folder(config) / SPLIT_FILE
     if path.exists():
         return json.loads(path.read_text())
-    pipeline = load_pipeline(check_run(config), torch.device("cpu"))
+    device = run_device(config)
+    pipeline = load_pipeline(check_run(config), device)
     unet = pipeline.unet.eval()
     size = min(config.calibration_size, max_samples)
     small = config.replace(calibration="uniform", calibration_size=size, batch_size=min(config.batch_size, size),
                            uniform_interval=max(1, config.num_inference_steps // max(1, min(size, 10))))
-    batches = calibration_set(unet, pipeline.scheduler, small).batches(small.batch_size)
+    calibration = calibration_set(unet, pipeline.scheduler, small)  # kept on the host
+    batches = [(x.to(device), t.to(device)) for x, t in calibration.batches(small.batch_size)]
     splits = concat_splits(unet, *batches[0])
     report = split_errors(unet, splits, batches, config)
     save_json(path, report)

@@ -93,21 +93,15 @@ def split_shortcuts(unet: nn.Module, splits: dict[str, int], config: QuantConfig
 @torch.no_grad()
 def concat_ranges(unet: nn.Module, splits: dict[str, int], sample: torch.Tensor, timestep: torch.Tensor) -> dict:
     """{layer name: (max |h|, max |skip|)} of the concatenations on one batch: how different the two ranges are."""
-    ranges: dict[str, tuple[float, float]] = {}
-    handles = []
-    for name, split in splits.items():
+    from .reconstruction import capture
 
-        def record(module, args, name=name, split=split):
-            x = args[0]
-            ranges[name] = (x[:, :split].abs().max().item(), x[:, split:].abs().max().item())
+    inputs = capture(unet, splits, [(sample, timestep)], inputs=True)
+    return {name: _part_ranges(inputs[name][0], split) for name, split in splits.items()}
 
-        handles.append(unet.get_submodule(name).register_forward_pre_hook(record))
-    try:
-        unet(sample, timestep)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return ranges
+
+def _part_ranges(x: torch.Tensor, split: int) -> tuple[float, float]:
+    """(max |h|, max |skip|) of a concatenation h ⊕ skip split after `split` channels."""
+    return float(x[:, :split].abs().max()), float(x[:, split:].abs().max())
 
 
 @torch.no_grad()
@@ -132,9 +126,8 @@ def split_errors(unet: nn.Module, splits: dict[str, int], batches, config: Quant
         reference = torch.cat([conv(x) for x in xs])
         error = {key: float((torch.cat([layer(x, None) for x in xs]) - reference).norm() / reference.norm())
                  for key, layer in (("error_single", single), ("error_split", divided))}
-        joined = torch.cat(xs)
-        results[name] = {"h_range": float(joined[:, :split].abs().max()),
-                         "skip_range": float(joined[:, split:].abs().max()), **error}
+        h_range, skip_range = _part_ranges(torch.cat(xs), split)
+        results[name] = {"h_range": h_range, "skip_range": skip_range, **error}
     return results
 
 

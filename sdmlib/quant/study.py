@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from ..config import TrainConfig, project_path
-from ..io import save_text, write_atomically
+from ..io import save_text
 from .config import QuantConfig
 
 STUDY_KEYS = ("output_dir", "train_files", "train", "runs", "quant", "settings")
@@ -160,9 +160,11 @@ def write_tables(folder: Path, rows: list[dict]) -> None:
         return
     import matplotlib.pyplot as plt
 
+    from ..figures import save_figure
+
     for name, make in (("study.png", study_figure), ("study_timesteps.png", timestep_figure)):
         figure = make(rows)
-        write_atomically(Path(folder) / name, lambda f: figure.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+        save_figure(figure, Path(folder) / name, dpi=120)
         plt.close(figure)
 
 
@@ -228,11 +230,12 @@ def timestep_figure(rows: list[dict]):
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs) + 3, 4.5), sharey=True, squeeze=False)
     for ax, run in zip(axes[0], runs):
         for k, setting in enumerate(settings):
-            errors = cell[(setting, run)]["timestep_relative_error"] if (setting, run) in cell else {}
-            if errors:
+            row = cell.get((setting, run))
+            if row and row["timestep_relative_error"]:
+                errors = row["timestep_relative_error"]
                 steps = sorted(errors)
                 ax.plot(steps, [errors[t] for t in steps], color=colours(k % 20), lw=1.3,
-                        ls="--" if "w4" in setting else "-", label=setting)
+                        ls="--" if row["weight_bits"] == 4 else "-", label=setting)
         ax.set_yscale("log")
         ax.set_xlabel("timestep t (sampling runs right to left)")
         ax.set_title(f"{run} (s0 = {next(r['s0'] for r in rows if r['run'] == run):g})")
